@@ -1,0 +1,110 @@
+//! The admin listener (spec §7): `/healthz`, `/readyz`, `/metrics`. Never the public port.
+//!
+//! `/readyz` is 200 once the JWKS has been fetched and 503 while draining, with a JSON body
+//! saying which condition holds.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+
+use crate::auth::jwks::Jwks;
+use crate::body::{self, Body};
+use crate::telemetry::metrics;
+
+/// What readiness depends on.
+#[derive(Debug)]
+pub struct Health {
+    pub jwks: Arc<Jwks>,
+    pub draining: AtomicBool,
+}
+
+impl Health {
+    pub fn new(jwks: Arc<Jwks>) -> Self {
+        Self {
+            jwks,
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.jwks.is_ready() && !self.draining.load(Ordering::Acquire)
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut rsp = Response::new(body::full(body.into()));
+    *rsp.status_mut() = status;
+    rsp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    rsp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    rsp
+}
+
+/// Answers one admin request.
+pub fn handle(health: &Health, req: &Request<Incoming>) -> Response<Body> {
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/readyz") => {
+            let draining = health.draining.load(Ordering::Acquire);
+            let jwks = health.jwks.is_ready();
+            let ready = jwks && !draining;
+            let body = serde_json::json!({
+                "ready": ready,
+                "jwks": if jwks { "fetched" } else { "pending" },
+                "draining": draining,
+            });
+            let status = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            text(status, "application/json", body.to_string())
+        }
+        (&Method::GET, "/metrics") => text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4",
+            metrics::render(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// Serves the admin endpoints until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    health: Arc<Health>,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let health = health.clone();
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let rsp = handle(&health, &req);
+                    async move { Ok::<_, Infallible>(rsp) }
+                });
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc).into_owned());
+                tokio::spawn(async move { let _ = conn.await; });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
+}

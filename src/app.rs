@@ -1,0 +1,190 @@
+//! Wiring: `Config` → components → the proxy stack; [`bind`] the listeners, then
+//! [`Bound::serve`] until shutdown.
+//!
+//! Binding is separate from serving so callers (tests, `demo`) learn the real addresses of
+//! `127.0.0.1:0` listeners before traffic starts.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use rustls::pki_types::CertificateDer;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, Health};
+use crate::auth::jwks::Jwks;
+use crate::auth::verify::Verifier;
+use crate::config::Config;
+use crate::config::secrets::ApiCredential;
+use crate::proxy::{
+    self,
+    forward::Forward,
+    snapshot::{Live, Snapshot},
+};
+use crate::server;
+use crate::telemetry;
+use crate::upstream;
+
+/// Things that do not come from the config file.
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// The API credential (from the environment in `main`).
+    pub api: Option<ApiCredential>,
+    /// Extra trusted roots for upstream TLS (tests use a private CA).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "a rule uses credential \"api_key\" but OUTSETA_API_KEY/OUTSETA_API_SECRET (or their _FILE variants) are not set"
+    )]
+    MissingApiKey,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("upstream client: {0}")]
+    Client(String),
+}
+
+/// Listeners bound, components built, nothing served yet.
+pub struct Bound {
+    listener: TcpListener,
+    admin: TcpListener,
+    addr: SocketAddr,
+    admin_addr: SocketAddr,
+    live: Arc<Live>,
+    health: Arc<Health>,
+    jwks: Arc<Jwks>,
+    verifier: Arc<Verifier>,
+    forward: Forward,
+    refresh_every: Duration,
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("addr", &self.addr)
+            .field("admin_addr", &self.admin_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds every component and binds both listeners.
+pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
+    telemetry::metrics::install();
+    if config.needs_api_key() && opts.api.is_none() {
+        return Err(StartError::MissingApiKey);
+    }
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let admin = TcpListener::bind(config.server.admin_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.admin_listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+    let admin_addr = admin.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.admin_listen,
+        source,
+    })?;
+
+    let client = upstream::client(&opts.extra_roots, config.server.upstream_timeout)
+        .map_err(StartError::Client)?;
+    let jwks = Arc::new(Jwks::new(
+        config.outseta.jwks_url.clone(),
+        client.clone(),
+        config.server.upstream_timeout,
+    ));
+    let verifier = Arc::new(Verifier::new(
+        jwks.clone(),
+        &config.outseta.issuer,
+        &config.outseta.audience,
+        config.auth.leeway,
+        config.auth.jwks_refresh,
+    ));
+    let refresh_every = config.auth.jwks_refresh;
+    let config = Arc::new(config);
+    let live = Arc::new(Live::new(Snapshot::new(config)));
+    let health = Arc::new(Health::new(jwks.clone()));
+    let forward = Forward::new(client, opts.api);
+    Ok(Bound {
+        listener,
+        admin,
+        addr,
+        admin_addr,
+        live,
+        health,
+        jwks,
+        verifier,
+        forward,
+        refresh_every,
+    })
+}
+
+impl Bound {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The live configuration (for reload).
+    pub fn live(&self) -> Arc<Live> {
+        self.live.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: `/readyz` turns 503, the listener
+    /// closes, in-flight requests get `shutdown_grace`.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
+        let snapshot = self.live.snapshot();
+        let server_cfg = &snapshot.config.server;
+        let limits = server::Limits {
+            max_header_bytes: server_cfg.max_header_bytes,
+            header_read_timeout: Duration::from_secs(10),
+        };
+        let grace = server_cfg.shutdown_grace;
+        drop(snapshot);
+
+        let refresher = tokio::spawn(self.jwks.clone().run_refresher(self.refresh_every));
+        let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let admin = tokio::spawn(admin::serve(self.admin, self.health.clone(), async move {
+            let _ = admin_stop_rx.await;
+        }));
+
+        let svc = proxy::stack(proxy::Parts {
+            live: self.live.clone(),
+            verifier: self.verifier,
+            forward: self.forward,
+        });
+        tracing::info!(listen = %self.addr, admin = %self.admin_addr, "outseta-gateway serving");
+        let health = self.health.clone();
+        let shutdown = async move {
+            shutdown.await;
+            health.draining.store(true, Ordering::Release);
+            tracing::info!("shutting down: draining in-flight requests");
+        };
+        server::serve(self.listener, svc, limits, shutdown, grace).await;
+        refresher.abort();
+        let _ = admin_stop_tx.send(());
+        let _ = admin.await;
+        tracing::info!("stopped");
+    }
+}

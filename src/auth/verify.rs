@@ -1,0 +1,194 @@
+//! The verifier: signature and claims checks, with two bounded caches keyed by the SHA-256 of
+//! the token (never the token itself).
+//!
+//! # Cost model (see `shared/perf-notes.md`)
+//! An RS256 verify is ~24 µs; a cache hit is a hash and a lookup. Verified tokens are kept
+//! until `exp` (checked on every hit) or `jwks_refresh`, whichever is first; tokens refused
+//! for a reason that cannot change (bad signature, expired, wrong iss/aud, malformed) are
+//! remembered too, so a flood of the same bad token costs no RSA work.
+//!
+//! # Bounds
+//! Both caches are weighted by approximate bytes ([`CACHE_BYTES`] each).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use sha2::{Digest, Sha256};
+
+use super::jwks::{Jwks, KeyLookupError};
+use super::{AuthError, Principal};
+use crate::rules::expr::claims_value;
+
+/// Upper bound, in approximate bytes, of each token cache.
+pub const CACHE_BYTES: u64 = 64 << 20;
+
+type TokenHash = [u8; 32];
+
+#[derive(Clone)]
+struct Verified {
+    principal: Arc<Principal>,
+    weight: u32,
+}
+
+pub struct Verifier {
+    jwks: Arc<Jwks>,
+    validation: Validation,
+    leeway: u64,
+    verified: moka::sync::Cache<TokenHash, Verified>,
+    rejected: moka::sync::Cache<TokenHash, AuthError>,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("jwks", &self.jwks)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Verifier {
+    /// `max_age` bounds how long a verified token is trusted without re-checking its
+    /// signature against the current key set (the JWKS refresh interval).
+    pub fn new(
+        jwks: Arc<Jwks>,
+        issuer: &str,
+        audience: &str,
+        leeway: Duration,
+        max_age: Duration,
+    ) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = leeway.as_secs();
+        let verified = moka::sync::Cache::builder()
+            .name("verified-tokens")
+            .max_capacity(CACHE_BYTES)
+            .weigher(|_k: &TokenHash, v: &Verified| v.weight)
+            .time_to_live(max_age.max(Duration::from_secs(1)))
+            .build();
+        let rejected = moka::sync::Cache::builder()
+            .name("rejected-tokens")
+            .max_capacity(CACHE_BYTES)
+            .weigher(|_k: &TokenHash, _v: &AuthError| 64)
+            .time_to_live(Duration::from_secs(3600))
+            .build();
+        Self {
+            jwks,
+            validation,
+            leeway: leeway.as_secs(),
+            verified,
+            rejected,
+        }
+    }
+
+    pub fn jwks(&self) -> &Arc<Jwks> {
+        &self.jwks
+    }
+
+    /// Verifies a bearer token.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
+        let now = now_secs();
+        if let Some(v) = self.verified.get(&hash) {
+            if now > v.principal.exp.saturating_add(self.leeway) {
+                self.verified.invalidate(&hash);
+                self.rejected.insert(hash, AuthError::Expired);
+                return Err(AuthError::Expired);
+            }
+            return Ok(v.principal);
+        }
+        if let Some(e) = self.rejected.get(&hash) {
+            return Err(e);
+        }
+        match self.verify_uncached(token).await {
+            Ok(principal) => {
+                let weight = u32::try_from(token.len().saturating_mul(3).saturating_add(256))
+                    .unwrap_or(u32::MAX);
+                self.verified.insert(
+                    hash,
+                    Verified {
+                        principal: principal.clone(),
+                        weight,
+                    },
+                );
+                Ok(principal)
+            }
+            Err(e) => {
+                if e.is_permanent() {
+                    self.rejected.insert(hash, e);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn verify_uncached(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(AuthError::Algorithm);
+        }
+        if header.kid.is_none() && header.x5t.is_none() {
+            return Err(AuthError::NoKeyId);
+        }
+        let key = self
+            .jwks
+            .key(header.kid.as_deref(), header.x5t.as_deref())
+            .await
+            .map_err(|e| match e {
+                KeyLookupError::Unknown => AuthError::UnknownKey,
+                KeyLookupError::Unavailable => AuthError::KeysUnavailable,
+            })?;
+        let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation)
+            .map_err(|e| map_error(e.kind()))?;
+        let claims = data.claims;
+        let sub = claims
+            .get("sub")
+            .and_then(|s| s.as_str())
+            .ok_or(AuthError::Claims)?;
+        let exp = claims
+            .get("exp")
+            .and_then(|e| e.as_u64())
+            .ok_or(AuthError::Claims)?;
+        let nbf = claims.get("nbf").and_then(|n| n.as_u64());
+        Ok(Arc::new(Principal {
+            sub: Some(sub.into()),
+            claims: claims_value(&claims),
+            exp,
+            nbf,
+        }))
+    }
+}
+
+fn map_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::InvalidSignature => AuthError::Signature,
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::Issuer,
+        ErrorKind::InvalidAudience => AuthError::Audience,
+        ErrorKind::MissingRequiredClaim(_)
+        | ErrorKind::InvalidClaimFormat(_)
+        | ErrorKind::InvalidSubject => AuthError::Claims,
+        ErrorKind::InvalidAlgorithm
+        | ErrorKind::InvalidAlgorithmName
+        | ErrorKind::UnsupportedAlgorithm
+        | ErrorKind::MissingAlgorithm => AuthError::Algorithm,
+        ErrorKind::InvalidToken
+        | ErrorKind::Base64(_)
+        | ErrorKind::Json(_)
+        | ErrorKind::Utf8(_) => AuthError::Malformed,
+        _ => AuthError::Signature,
+    }
+}

@@ -1,0 +1,75 @@
+//! The one body type used inside the gateway, and helpers to build it.
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The error of [`Body`]: a concrete type (not `Box<dyn Error>`) so that service bounds
+/// naming `Request<Body>` stay free of trait-object lifetimes, which async blocks handle
+/// badly. `source()` is the wrapped error, so error chains can still be inspected.
+#[derive(Debug)]
+pub struct BodyError(BoxError);
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "body error: {}", self.0)
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// A boxed, streaming body: client request bodies, upstream responses, generated bodies.
+pub type Body = UnsyncBoxBody<Bytes, BodyError>;
+
+pub fn empty() -> Body {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// Boxes any body whose error converts to `BoxError`.
+pub fn boxed<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(|e| BodyError(e.into())).boxed_unsync()
+}
+
+/// Reads a whole body, failing when it exceeds `limit` bytes.
+pub async fn collect_limited(body: Body, limit: usize) -> Result<Bytes, CollectError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(CollectError::TooLarge),
+        Err(e) => {
+            // An inner limit (the request-body limit) also counts as too large.
+            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
+            while let Some(s) = src {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return Err(CollectError::TooLarge);
+                }
+                src = s.source();
+            }
+            Err(CollectError::Io(e.to_string()))
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CollectError {
+    TooLarge,
+    Io(String),
+}

@@ -1,0 +1,59 @@
+//! Command line (spec §2).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outseta-gateway",
+    version,
+    about = "Authenticating reverse proxy for the Outseta REST API"
+)]
+pub struct Cli {
+    /// Log format (default: pretty on a terminal, json otherwise). RUST_LOG sets the filter.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// Config file [default: $OUTSETA_GATEWAY_CONFIG, then config/gateway.toml]
+    #[arg(
+        short = 'c',
+        long = "config",
+        env = "OUTSETA_GATEWAY_CONFIG",
+        default_value = "config/gateway.toml"
+    )]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve(ConfigArg),
+    /// Validate the config and rules; print every problem; exit 0 if valid, 1 if not.
+    Check(ConfigArg),
+    /// Print the decision for one request, offline.
+    Explain(ExplainArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// A token to take the claims from (decoded WITHOUT verifying the signature).
+    #[arg(long, conflicts_with = "claims", required_unless_present = "claims")]
+    pub token: Option<String>,
+    /// The claims as a JSON object.
+    #[arg(long)]
+    pub claims: Option<String>,
+    /// HTTP method, e.g. GET.
+    pub method: String,
+    /// Path and query, e.g. "/api/v1/crm/people/abc?fields=*".
+    pub path_and_query: String,
+}

@@ -1,0 +1,124 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[outseta]
+domain = "yourco.outseta.com"
+
+[[rule]]
+name = "read own person"
+methods = ["GET"]
+path = "/api/v1/crm/people/{uid}"
+when = "path.uid == claims.sub"
+"#;
+
+#[test]
+fn defaults_derive_from_domain() {
+    let c = Config::from_toml(MINIMAL, "test").unwrap();
+    assert_eq!(
+        c.outseta.upstream.to_string(),
+        "https://yourco.outseta.com/"
+    );
+    assert_eq!(
+        c.outseta.jwks_url.to_string(),
+        "https://yourco.outseta.com/.well-known/jwks"
+    );
+    assert_eq!(c.outseta.issuer, "http://yourco.outseta.com");
+    assert_eq!(c.outseta.audience, "yourco.outseta.com");
+    assert_eq!(c.server.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.server.admin_listen.to_string(), "127.0.0.1:9090");
+    assert_eq!(c.server.max_request_body, 1 << 20);
+    assert_eq!(c.server.max_header_bytes, 16 << 10);
+    assert_eq!(c.upstream_limit.rate.to_string(), "4/s");
+    assert_eq!(c.upstream_limit.burst.get(), 4);
+    assert_eq!(c.user_limit.rate.to_string(), "120/min");
+    assert_eq!(c.cache.max_size, 64 << 20);
+    assert_eq!(c.cors.allowed_headers.len(), 3);
+    assert!(c.needs_api_key());
+}
+
+#[test]
+fn reports_every_problem_at_once() {
+    let text = r#"
+[outseta]
+domian = "x"
+
+[server]
+listen = "nowhere"
+request_timeout = "soon"
+
+[cors]
+allowed_origins = ["*", "https://ok.example.com", "https://bad.example.com/"]
+
+[[rule]]
+name = "dup"
+methods = ["GET"]
+path = "/api/v1/x"
+
+[[rule]]
+name = "dup"
+methods = ["FETCH"]
+path = "/api/v1/y/{id}"
+when = "path.uid == claims.sub"
+cache = "forever"
+
+[[rule]]
+name = "minting"
+methods = ["POST"]
+path = "/api/v1/tokens"
+
+[[rule]]
+methods = ["GET"]
+"#;
+    let e = Config::from_toml(text, "t").unwrap_err();
+    let all = e.problems.join("\n");
+    for needle in [
+        "[outseta] unknown key `domian`",
+        "[outseta] `upstream`: required",
+        "[server] `listen`",
+        "[server] `request_timeout`",
+        "\"*\" is refused",
+        "https://bad.example.com/",
+        "rule \"dup\": duplicate rule name",
+        "unsupported method \"FETCH\"",
+        "path.uid",
+        "`cache`",
+        "rule \"minting\": `credential = \"api_key\"`",
+        "rule #4: missing `name`",
+        "rule #4: missing `path`",
+    ] {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+}
+
+#[test]
+fn tokens_rule_is_fine_without_the_api_key() {
+    let text = r#"
+[outseta]
+domain = "x.outseta.com"
+[[rule]]
+name = "login"
+methods = ["POST"]
+path = "/api/v1/tokens/{*rest}"
+auth = "none"
+credential = "none"
+"#;
+    let c = Config::from_toml(text, "t").unwrap();
+    assert!(!c.needs_api_key());
+}
+
+#[test]
+fn explicit_urls_without_domain() {
+    let text = r#"
+[outseta]
+upstream = "http://127.0.0.1:9/"
+jwks_url = "http://127.0.0.1:9/.well-known/jwks"
+issuer = "http://sim"
+audience = "sim"
+"#;
+    let c = Config::from_toml(text, "t").unwrap();
+    assert!(c.warnings.iter().any(|w| w.contains("http://")));
+    assert_eq!(
+        c.outseta.upstream.authority().unwrap().as_str(),
+        "127.0.0.1:9"
+    );
+}

@@ -1,0 +1,32 @@
+//! outseta-gateway: an authenticating reverse proxy that lets browser apps call the Outseta
+//! REST API safely.
+//!
+//! A browser sends its user's Outseta access token; the gateway verifies it ([`auth`]), applies
+//! the first matching rule ([`rules`], default deny), swaps in the server-side API key and
+//! forwards ([`proxy`]). The request path is composed once, in [`proxy::stack`].
+//!
+//! The binary (`src/main.rs`) only parses the command line and calls into this library; tests
+//! and benches drive the same code through [`app::bind`].
+
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod admin;
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod explain;
+pub mod proxy;
+pub mod rules;
+pub mod server;
+pub mod shutdown;
+pub mod telemetry;
+pub mod upstream;
+
+pub use app::{Bound, Options, bind};
+pub use config::Config;

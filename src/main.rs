@@ -1,0 +1,125 @@
+//! The `outseta-gateway` binary: parse the command line, call the library, map exit codes
+//! (0 ok, 1 invalid config or runtime failure, 2 usage error — clap's own).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use outseta_gateway::cli::{Cli, Command};
+use outseta_gateway::config::{Config, secrets};
+use outseta_gateway::explain::{self, ClaimsFrom};
+use outseta_gateway::telemetry::{self, LogFormat};
+use outseta_gateway::{Options, app, shutdown};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let format = cli.log_format.unwrap_or_else(LogFormat::detect);
+    match cli.command {
+        Command::Serve(c) => {
+            telemetry::init(format, "info");
+            let config = match Config::load(&c.path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let api = match secrets::from_env() {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(async move {
+                let bound = match app::bind(
+                    config,
+                    Options {
+                        api,
+                        ..Options::default()
+                    },
+                )
+                .await
+                {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot start");
+                        eprintln!("error: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+                bound.serve(shutdown::signal()).await;
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Check(c) => {
+            telemetry::init(format, "warn");
+            match Config::load(&c.path) {
+                Ok(config) => {
+                    for w in &config.warnings {
+                        println!("warning: {w}");
+                    }
+                    if config.needs_api_key() {
+                        match secrets::from_env() {
+                            Ok(Some(_)) => {}
+                            Ok(None) => println!(
+                                "note: rules use credential \"api_key\"; set OUTSETA_API_KEY and OUTSETA_API_SECRET (or their _FILE variants) before `serve`"
+                            ),
+                            Err(e) => {
+                                println!("error: {e}");
+                                return ExitCode::FAILURE;
+                            }
+                        }
+                    }
+                    println!(
+                        "{}: ok ({} rules)",
+                        c.path.display(),
+                        config.rules.rules().len()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    print!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Explain(a) => {
+            telemetry::init(format, "warn");
+            let config = match Config::load(&a.config.path) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let claims = match (&a.token, &a.claims) {
+                (Some(t), _) => ClaimsFrom::Token(t),
+                (None, Some(c)) => ClaimsFrom::Json(c),
+                (None, None) => {
+                    eprintln!("error: pass --token or --claims");
+                    return ExitCode::from(2);
+                }
+            };
+            match explain::explain(&config, &a.method, &a.path_and_query, claims) {
+                Ok(report) => {
+                    print!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+    }
+}

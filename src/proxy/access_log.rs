@@ -1,0 +1,117 @@
+//! One access line and the request metrics per request (spec §8).
+//!
+//! # Position in the stack
+//! Outside CORS and the rescue boundary, so preflights and every error are logged and
+//! counted. Inner layers record what they learn into the request's [`Trail`].
+//!
+//! The line carries the request id, method, path (never the query: Outseta's embed puts
+//! `access_token` in URLs), rule, user `sub`, decision, cache status, upstream status, budget
+//! wait and latency. Never a header value.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use super::context::{Decision, RequestId, Trail};
+use crate::body::Body;
+use crate::error::ErrorCode;
+use crate::telemetry::metrics as m;
+
+#[derive(Debug, Clone, Default)]
+pub struct AccessLogLayer;
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AccessLog { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+}
+
+fn decision(code: Option<&'static str>, recorded: Decision) -> Decision {
+    match (recorded, code) {
+        (Decision::Preflight, _) => Decision::Preflight,
+        (_, None) => Decision::Allow,
+        (
+            _,
+            Some(
+                "forbidden" | "not_found" | "invalid_token" | "missing_token" | "bad_request"
+                | "payload_too_large" | "rate_limited",
+            ),
+        ) => Decision::Deny,
+        (_, Some(_)) => Decision::Error,
+    }
+}
+
+impl<S> Service<Request<Body>> for AccessLog<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let start = Instant::now();
+        let trail = Trail::default();
+        req.extensions_mut().insert(trail.clone());
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_default();
+        metrics::gauge!(m::IN_FLIGHT).increment(1.0);
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let rsp = fut.await?;
+            metrics::gauge!(m::IN_FLIGHT).decrement(1.0);
+            let elapsed = start.elapsed();
+            let t = trail.take();
+            let code = rsp.extensions().get::<ErrorCode>().map(|c| c.0);
+            let decision = decision(code, t.decision);
+            let status = rsp.status().as_u16();
+            let rule = t.rule.as_deref().unwrap_or("");
+            metrics::counter!(m::REQUESTS,
+                "rule" => rule.to_string(),
+                "decision" => decision.as_str(),
+                "status" => status.to_string()
+            )
+            .increment(1);
+            metrics::histogram!(m::REQUEST_DURATION, "decision" => decision.as_str())
+                .record(elapsed.as_secs_f64());
+            tracing::info!(
+                target: "access",
+                request_id = %request_id,
+                method = %method,
+                path = %path,
+                rule,
+                sub = t.sub.as_deref().unwrap_or(""),
+                decision = decision.as_str(),
+                status,
+                code = code.unwrap_or(""),
+                cache = t.cache.unwrap_or(""),
+                upstream_status = t.upstream_status.unwrap_or(0),
+                upstream_ms = t.upstream_latency.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                budget_wait_ms = t.budget_wait.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+            Ok(rsp)
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! Request-scoped values that layers hand to the layers below them through request
+//! extensions. Each is inserted by exactly one layer (named on the type) and only read below it.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HeaderValue, Method};
+
+use crate::auth::Principal;
+use crate::rules::Credential;
+use crate::rules::canon::CanonPath;
+use crate::rules::query::Query;
+use crate::rules::template::Params;
+
+/// `x-request-id`, kept from the client or generated. Inserted by `request_id`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        self.0.to_str().unwrap_or("")
+    }
+}
+
+/// The peer address. Inserted by the server's accept loop.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+/// The matched rule. Inserted by `route`.
+#[derive(Debug, Clone)]
+pub struct Matched {
+    pub rule: usize,
+    pub rule_name: Arc<str>,
+    pub params: Params,
+    pub path: CanonPath,
+    pub query: Query,
+}
+
+/// The verified caller. Inserted by `authn`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub principal: Arc<Principal>,
+    /// The caller's own `Authorization` value, kept only for `credential = "user"` rules.
+    pub bearer: Option<HeaderValue>,
+}
+
+/// What goes upstream. Inserted by `policy`; read by the cache and the forwarder.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub method: Method,
+    /// Canonical path, exactly as judged.
+    pub path: String,
+    /// Encoded query after `query_set`, exactly as judged.
+    pub query: Option<String>,
+    pub credential: Credential,
+    pub rule_name: Arc<str>,
+    /// The forwarder must ask for an uncompressed body (the policy or cache reads it).
+    pub identity_encoding: bool,
+    /// The body was rewritten (so `Content-Length` must be recomputed).
+    pub body_rewritten: bool,
+}
+
+impl Plan {
+    pub fn path_and_query(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{}", self.path, q),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// How the request was decided, for the access line and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Decision {
+    #[default]
+    Error,
+    Allow,
+    Deny,
+    Preflight,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::Preflight => "preflight",
+        }
+    }
+}
+
+/// Facts recorded along the way for the one access line per request.
+#[derive(Debug, Default)]
+pub struct TrailData {
+    pub rule: Option<Arc<str>>,
+    pub sub: Option<Arc<str>>,
+    pub decision: Decision,
+    pub cache: Option<&'static str>,
+    pub upstream_status: Option<u16>,
+    pub budget_wait: Option<Duration>,
+    pub upstream_latency: Option<Duration>,
+}
+
+/// A shared handle on the request's [`TrailData`]. Inserted by `access_log`.
+#[derive(Debug, Clone, Default)]
+pub struct Trail(Arc<Mutex<TrailData>>);
+
+impl Trail {
+    pub fn update(&self, f: impl FnOnce(&mut TrailData)) {
+        if let Ok(mut d) = self.0.lock() {
+            f(&mut d);
+        }
+    }
+
+    pub fn take(&self) -> TrailData {
+        self.0
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+}
+
+/// Records into the request's trail, if it has one.
+pub fn trail<B>(req: &http::Request<B>, f: impl FnOnce(&mut TrailData)) {
+    if let Some(t) = req.extensions().get::<Trail>() {
+        t.update(f);
+    }
+}

@@ -1,0 +1,125 @@
+//! CORS for browser apps (spec `[cors]`): exact origins only.
+//!
+//! # Position in the stack
+//! Outside the rescue boundary, so the gateway's own errors (401, 403, 429…) carry CORS
+//! headers and an SPA can read them; inside the access log.
+//!
+//! # Behaviour
+//! - Preflight (`OPTIONS` + `Origin` + `Access-Control-Request-Method`) from a listed origin:
+//!   answered here with 204 — no token needed, nothing reaches Outseta. Rules are enforced
+//!   on the actual request, whose refusal the SPA can then read.
+//! - A request (preflight or not) whose `Origin` is not listed: 403 `forbidden`, without
+//!   CORS headers, and nothing reaches Outseta. Requests without `Origin` (servers, curl) pass.
+//! - `*` is never used; no credentials mode (bearer tokens need no cookies).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use tower::{Layer, Service};
+
+use super::context::{Decision, RequestId, trail};
+use super::snapshot::Snapshot;
+use crate::body::{self, Body};
+use crate::error::GatewayError;
+
+const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
+const EXPOSE_HEADERS: &str =
+    "x-request-id, cache-status, ratelimit, ratelimit-policy, retry-after, www-authenticate";
+
+#[derive(Debug, Clone, Default)]
+pub struct CorsLayer;
+
+impl<S> Layer<S> for CorsLayer {
+    type Service = Cors<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Cors { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cors<S> {
+    inner: S,
+}
+
+fn request_id(req: &Request<Body>) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map(|r| r.as_str().to_string())
+        .unwrap_or_default()
+}
+
+impl<S> Service<Request<Body>> for Cors<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
+            return Box::pin(self.inner.call(req));
+        };
+        let allowed = req
+            .extensions()
+            .get::<Arc<Snapshot>>()
+            .map(|s| {
+                let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
+                s.cors
+                    .origins
+                    .iter()
+                    .any(|a| *a == o)
+                    .then(|| (s.cors.allow_headers.clone(), s.cors.max_age.clone()))
+            })
+            .unwrap_or(None);
+        let Some((allow_headers, max_age)) = allowed else {
+            let rid = request_id(&req);
+            return Box::pin(async move { Ok(GatewayError::ForbiddenOrigin.into_response(&rid)) });
+        };
+        let preflight = req.method() == Method::OPTIONS
+            && req
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+        if preflight {
+            trail(&req, |t| t.decision = Decision::Preflight);
+            let mut rsp = Response::new(body::empty());
+            *rsp.status_mut() = StatusCode::NO_CONTENT;
+            let h = rsp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static(ALLOW_METHODS),
+            );
+            h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers);
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, max_age);
+            h.insert(
+                header::VARY,
+                HeaderValue::from_static(
+                    "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
+                ),
+            );
+            return Box::pin(async move { Ok(rsp) });
+        }
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let mut rsp = fut.await?;
+            let h = rsp.headers_mut();
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static(EXPOSE_HEADERS),
+            );
+            h.append(header::VARY, HeaderValue::from_static("Origin"));
+            Ok(rsp)
+        })
+    }
+}

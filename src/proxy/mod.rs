@@ -1,0 +1,66 @@
+//! The request path, composed once.
+//!
+//! Every request flows one way through [`stack`]; the order below is the whole design:
+//!
+//! | layer | why here |
+//! |---|---|
+//! | `request_id` | outermost: every response, preflights and errors included, carries the id |
+//! | `snapshot` | one configuration per request (reload-safe) |
+//! | `access_log` | one line + metrics for everything below, errors included |
+//! | `cors` | preflights answered without a token; CORS headers on error responses too |
+//! | `rescue` | the rescue boundary: `GatewayError` → problem+json, nowhere else |
+//! | `route` | limits, path safety and the rule match come before any work |
+//! | `timeout` | one deadline for auth (JWKS refetch), policy and upstream |
+//! | `authn` | the rule's `auth` mode decides whether a token is needed |
+//! | `policy` | needs the caller; runs before the cache so every answer is judged |
+//! | `forward` | terminal: credential swap and the upstream call |
+//!
+//! Layers talk only through the request-extension types of [`context`].
+
+pub mod access_log;
+pub mod authn;
+pub mod context;
+pub mod cors;
+pub mod forward;
+pub mod policy;
+pub mod request_id;
+pub mod rescue;
+pub mod route;
+pub mod snapshot;
+pub mod timeout;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use tower::{Service, ServiceBuilder};
+
+use crate::auth::verify::Verifier;
+use crate::body::Body;
+
+/// What the stack is built from.
+pub struct Parts {
+    pub live: Arc<snapshot::Live>,
+    pub verifier: Arc<Verifier>,
+    pub forward: forward::Forward,
+}
+
+/// The gateway service: `Request<Body>` in, a response out, never an error.
+pub fn stack(
+    p: Parts,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send + 'static>
++ Clone
++ Send
++ 'static {
+    ServiceBuilder::new()
+        .layer(request_id::RequestIdLayer)
+        .layer(snapshot::LoadSnapshotLayer::new(p.live))
+        .layer(access_log::AccessLogLayer)
+        .layer(cors::CorsLayer)
+        .layer(rescue::RescueLayer)
+        .layer(route::RouteLayer)
+        .layer(timeout::RequestTimeoutLayer)
+        .layer(authn::AuthnLayer::new(p.verifier))
+        .layer(policy::PolicyLayer)
+        .service(p.forward)
+}

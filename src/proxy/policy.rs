@@ -1,0 +1,171 @@
+//! Policy: the matched rule's conditions and rewrites, applied for this caller.
+//!
+//! # Position in the stack
+//! After auth (needs [`Caller`]); before the cache and the forwarder, so every request —
+//! cache hits included — is judged, and `response_when` runs on every response before a
+//! byte of it is sent.
+//!
+//! # Guarantees
+//! - `when` false or failing, a forced value that cannot be computed, a disallowed query key
+//!   or body field: 403 and nothing goes upstream.
+//! - A body rule buffers the body (bounded by `max_request_body`) and forwards the rewritten
+//!   JSON; a non-JSON or non-object body is 400.
+//! - `response_when` buffers 2xx responses (bounded by [`MAX_INSPECTED_RESPONSE`]) and
+//!   answers 403 without any of the upstream body when it does not hold. Non-2xx responses
+//!   are Outseta's own errors and pass through unchanged.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response, header};
+use tower::{Layer, Service};
+
+use super::context::{Caller, Matched, Plan};
+use super::snapshot::Snapshot;
+use crate::body::{self, Body, CollectError};
+use crate::error::GatewayError;
+use crate::rules::expr::Input;
+use crate::rules::{BodyOutcome, Denial};
+use crate::telemetry::metrics as m;
+
+/// Largest response body `response_when` will read.
+pub const MAX_INSPECTED_RESPONSE: usize = 16 << 20;
+
+#[derive(Debug, Clone, Default)]
+pub struct PolicyLayer;
+
+impl<S> Layer<S> for PolicyLayer {
+    type Service = Policy<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Policy { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy<S> {
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for Policy<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(apply(inner, req))
+    }
+}
+
+async fn apply<S>(mut inner: S, req: Request<Body>) -> Result<Response<Body>, GatewayError>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+{
+    let ext = req.extensions();
+    let (Some(snapshot), Some(matched), Some(caller)) = (
+        ext.get::<Arc<Snapshot>>().cloned(),
+        ext.get::<Matched>().cloned(),
+        ext.get::<Caller>().cloned(),
+    ) else {
+        return Err(GatewayError::Internal(
+            "policy reached without route or caller".into(),
+        ));
+    };
+    let rules = &snapshot.config.rules;
+    let Some(rule) = rules.rule(matched.rule) else {
+        return Err(GatewayError::Internal("rule missing".into()));
+    };
+    let method = req.method().clone();
+    let input = Input {
+        claims: &caller.principal.claims,
+        params: &matched.params,
+        query: &matched.query,
+        method: method.as_str(),
+    };
+    let query = rule.authorize(rules.root(), &input)?;
+
+    let (mut parts, body) = req.into_parts();
+    let body = if rule.has_body_rules() {
+        let limit = usize::try_from(snapshot.config.server.max_request_body).unwrap_or(usize::MAX);
+        let bytes = body::collect_limited(body, limit)
+            .await
+            .map_err(|e| match e {
+                CollectError::TooLarge => GatewayError::PayloadTooLarge,
+                CollectError::Io(_) => {
+                    GatewayError::BadRequest("the request body could not be read".into())
+                }
+            })?;
+        let rewritten = rule
+            .rewrite_body(rules.root(), &input, &bytes)
+            .map_err(|o| match o {
+                BodyOutcome::Invalid(msg) => GatewayError::BadRequest(msg),
+                BodyOutcome::Denied(d) => GatewayError::Forbidden(d),
+            })?;
+        parts.headers.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        body::full(rewritten)
+    } else {
+        body
+    };
+    let cache_on = rule.cache_ttl(snapshot.config.cache.ttl).is_some();
+    parts.extensions.insert(Plan {
+        method: method.clone(),
+        path: matched.path.as_str().to_string(),
+        query: query.serialize(),
+        credential: rule.credential,
+        rule_name: rule.name.clone(),
+        identity_encoding: rule.response_when.is_some() || cache_on,
+        body_rewritten: rule.has_body_rules(),
+    });
+    let rsp = inner.call(Request::from_parts(parts, body)).await?;
+
+    if rule.response_when.is_none() || !rsp.status().is_success() {
+        return Ok(rsp);
+    }
+    let (parts, body) = rsp.into_parts();
+    let bytes = body::collect_limited(body, MAX_INSPECTED_RESPONSE)
+        .await
+        .map_err(|e| match e {
+            CollectError::TooLarge => {
+                GatewayError::UpstreamUnavailable("the response is too large to check".into())
+            }
+            CollectError::Io(_) => {
+                GatewayError::UpstreamUnavailable("the response could not be read".into())
+            }
+        })?;
+    let deny = |d: Denial| {
+        metrics::counter!(m::RESPONSE_DENIED, "rule" => rule.name.to_string()).increment(1);
+        GatewayError::Forbidden(d)
+    };
+    let encoded = parts
+        .headers
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    let json: serde_json::Value = match (encoded, serde_json::from_slice(&bytes)) {
+        (false, Ok(v)) => v,
+        _ => {
+            return Err(deny(Denial::ResponseError {
+                rule: rule.name.clone(),
+                error: "the response is not JSON".into(),
+            }));
+        }
+    };
+    rule.check_response(rules.root(), &input, &json)
+        .map_err(deny)?;
+    Ok(Response::from_parts(parts, body::full(bytes)))
+}

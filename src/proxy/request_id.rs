@@ -1,0 +1,95 @@
+//! `x-request-id`: kept when the client sent a sane one, generated (UUID v4) otherwise; set on
+//! the upstream request and echoed on every response.
+//!
+//! # Position in the stack
+//! Outermost, so every response — preflights and errors included — carries the id.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use http::{HeaderName, HeaderValue, Request, Response};
+use tower::{Layer, Service};
+
+use super::context::RequestId;
+use crate::body::Body;
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+fn acceptable(v: &HeaderValue) -> bool {
+    let b = v.as_bytes();
+    !b.is_empty()
+        && b.len() <= 128
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.' | b':'))
+}
+
+fn generate() -> HeaderValue {
+    let id = uuid::Uuid::new_v4();
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let s = id.hyphenated().encode_lower(&mut buf);
+    HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestIdLayer;
+
+impl<S> Layer<S> for RequestIdLayer {
+    type Service = SetRequestId<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        SetRequestId { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SetRequestId<S> {
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for SetRequestId<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let id = match req.headers().get(&X_REQUEST_ID) {
+            Some(v) if acceptable(v) => v.clone(),
+            _ => generate(),
+        };
+        req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+        req.extensions_mut().insert(RequestId(id.clone()));
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let mut rsp = fut.await?;
+            rsp.headers_mut().insert(X_REQUEST_ID.clone(), id);
+            Ok(rsp)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sane_ids_are_kept() {
+        assert!(acceptable(&HeaderValue::from_static("abc-123_x.y:z")));
+        assert!(!acceptable(&HeaderValue::from_static("a b")));
+        assert!(!acceptable(&HeaderValue::from_static("")));
+        assert!(!acceptable(
+            &HeaderValue::from_str(&"a".repeat(129)).unwrap()
+        ));
+        assert_eq!(generate().len(), 36);
+    }
+}

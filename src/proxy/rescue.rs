@@ -1,0 +1,61 @@
+//! The rescue boundary: below it every layer returns `Result<Response, GatewayError>`; here
+//! an `Err` becomes its problem+json response (through [`GatewayError::into_response`], the
+//! one mapping). Above it the error type is `Infallible`.
+
+use std::convert::Infallible;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use super::context::RequestId;
+use crate::body::Body;
+use crate::error::GatewayError;
+
+#[derive(Debug, Clone, Default)]
+pub struct RescueLayer;
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Rescue { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Rescue<S> {
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for Rescue<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let rid = req
+            .extensions()
+            .get::<RequestId>()
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_default();
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            Ok(match fut.await {
+                Ok(rsp) => rsp,
+                Err(e) => e.into_response(&rid),
+            })
+        })
+    }
+}

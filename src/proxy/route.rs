@@ -1,0 +1,120 @@
+//! Routing: request limits, path safety, and the rule lookup.
+//!
+//! # Position in the stack
+//! First layer below the rescue boundary; before the timeout, auth and policy.
+//!
+//! # Guarantees
+//! - Headers larger than `max_header_bytes` → 431; a declared body larger than
+//!   `max_request_body` → 413 before anything is read (a streamed one is cut at the limit).
+//! - The path is canonicalised ([`crate::rules::canon`]) or refused with 400 *before* any
+//!   rule is tried; the canonical path is the one matched, judged and forwarded.
+//! - No matching rule: 403 under `/api/v1/`, 404 elsewhere (default deny).
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::{self, Either, Ready};
+use http::{Request, Response, header};
+use tower::{Layer, Service};
+
+use super::context::{Matched, trail};
+use super::snapshot::Snapshot;
+use crate::body::{self, Body};
+use crate::error::GatewayError;
+use crate::rules::Denial;
+use crate::rules::canon::canonicalize;
+use crate::rules::query::Query;
+
+#[derive(Debug, Clone, Default)]
+pub struct RouteLayer;
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Route<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        Route { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Route<S> {
+    inner: S,
+}
+
+fn header_bytes(req: &Request<Body>) -> usize {
+    req.headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+        + req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().len())
+            .unwrap_or(0)
+}
+
+/// Matches the request; on success returns it with [`Matched`] inserted and the body limited.
+pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
+    let Some(snapshot) = req.extensions().get::<Arc<Snapshot>>().cloned() else {
+        return Err(GatewayError::Internal("no configuration snapshot".into()));
+    };
+    let server = &snapshot.config.server;
+    if header_bytes(&req) > server.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge);
+    }
+    let limit = server.max_request_body;
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        match len.to_str().ok().and_then(|s| s.parse::<u64>().ok()) {
+            Some(n) if n > limit => return Err(GatewayError::PayloadTooLarge),
+            Some(_) => {}
+            None => return Err(GatewayError::BadRequest("invalid Content-Length".into())),
+        }
+    }
+    let path = canonicalize(req.uri().path())?;
+    let query = Query::parse(req.uri().query());
+    let rules = &snapshot.config.rules;
+    let Some((index, params)) = rules.find(req.method(), &path) else {
+        let under_api = path.as_str().len() >= 7
+            && path.as_str()[..7].eq_ignore_ascii_case("/api/v1")
+            && matches!(path.as_str().as_bytes().get(7), None | Some(b'/'));
+        return Err(if under_api {
+            Denial::NoRule.into()
+        } else {
+            GatewayError::NotFound
+        });
+    };
+    let Some(rule) = rules.rule(index) else {
+        return Err(GatewayError::Internal("rule index out of range".into()));
+    };
+    trail(&req, |t| t.rule = Some(rule.name.clone()));
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    req = req.map(|b| body::boxed(http_body_util::Limited::new(b, limit)));
+    req.extensions_mut().insert(Matched {
+        rule: index,
+        rule_name: rule.name.clone(),
+        params,
+        path,
+        query,
+    });
+    Ok(req)
+}
+
+impl<S> Service<Request<Body>> for Route<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = Either<S::Future, Ready<Result<Response<Body>, GatewayError>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        match route(req) {
+            Ok(req) => Either::Left(self.inner.call(req)),
+            Err(e) => Either::Right(future::ready(Err(e))),
+        }
+    }
+}

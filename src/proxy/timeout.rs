@@ -1,0 +1,61 @@
+//! The overall deadline of a request (`server.request_timeout`), queueing included: on expiry
+//! the request is answered 504 `upstream_timeout` and the work below is dropped.
+//!
+//! # Position in the stack
+//! Right below routing (which loads the limits), above auth, policy and forwarding.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use tower::{Layer, Service};
+
+use super::snapshot::Snapshot;
+use crate::body::Body;
+use crate::error::GatewayError;
+
+#[derive(Debug, Clone, Default)]
+pub struct RequestTimeoutLayer;
+
+impl<S> Layer<S> for RequestTimeoutLayer {
+    type Service = RequestTimeout<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestTimeout { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestTimeout<S> {
+    inner: S,
+}
+
+impl<S> Service<Request<Body>> for RequestTimeout<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let limit = req
+            .extensions()
+            .get::<Arc<Snapshot>>()
+            .map(|s| s.config.server.request_timeout)
+            .unwrap_or(Duration::from_secs(30));
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(GatewayError::UpstreamTimeout),
+            }
+        })
+    }
+}

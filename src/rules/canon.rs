@@ -1,0 +1,251 @@
+//! Path canonicalisation: the one place a client path becomes the path that is matched,
+//! judged by the rules and forwarded upstream.
+//!
+//! # Guarantees
+//! - Percent-encoded *unreserved* characters (RFC 3986 §2.3) are decoded; every other escape
+//!   is kept, with upper-case hex, so the path Outseta receives is the path the rule judged.
+//! - Rejected (→ 400 before any rule is tried): a path not starting with `/`, an empty
+//!   segment (`//`, a trailing `/`), a `.` or `..` segment (also when spelled `%2E`), an
+//!   encoded `/` (`%2F`), `\` raw or encoded, NUL, an encoded `%` (double encoding) and a
+//!   malformed escape.
+//! - `canonicalize` is idempotent: the output of a successful call canonicalises to itself.
+
+use std::fmt;
+
+/// Why a path was refused. `Display` never includes the path itself (it may carry PII).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    NotAbsolute,
+    EmptySegment,
+    DotSegment,
+    EncodedSlash,
+    Backslash,
+    Nul,
+    DoubleEncoding,
+    BadEscape,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::NotAbsolute => "path must start with '/'",
+            Self::EmptySegment => "path contains an empty segment",
+            Self::DotSegment => "path contains a '.' or '..' segment",
+            Self::EncodedSlash => "path contains an encoded '/'",
+            Self::Backslash => "path contains a backslash",
+            Self::Nul => "path contains a NUL byte",
+            Self::DoubleEncoding => "path contains an encoded '%'",
+            Self::BadEscape => "path contains a malformed percent-escape",
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+/// A canonical path: the string forwarded upstream and its segments for matching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanonPath {
+    path: String,
+    /// Byte ranges of each segment inside `path`.
+    segments: Vec<(usize, usize)>,
+}
+
+impl CanonPath {
+    pub fn as_str(&self) -> &str {
+        &self.path
+    }
+
+    pub fn segments(&self) -> impl ExactSizeIterator<Item = &str> + Clone {
+        self.segments.iter().map(|&(a, b)| &self.path[a..b])
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Canonicalises a raw request path (without the query). See the module docs.
+pub fn canonicalize(raw: &str) -> Result<CanonPath, PathError> {
+    let bytes = raw.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    let mut path = String::with_capacity(raw.len());
+    let mut segments = Vec::with_capacity(8);
+    if bytes.len() == 1 {
+        path.push('/');
+        return Ok(CanonPath { path, segments });
+    }
+    for seg in raw[1..].split('/') {
+        if seg.is_empty() {
+            return Err(PathError::EmptySegment);
+        }
+        path.push('/');
+        let start = path.len();
+        let sb = seg.as_bytes();
+        let mut i = 0;
+        while i < sb.len() {
+            let b = sb[i];
+            match b {
+                b'%' => {
+                    let (Some(h), Some(l)) = (
+                        sb.get(i + 1).copied().and_then(hex_val),
+                        sb.get(i + 2).copied().and_then(hex_val),
+                    ) else {
+                        return Err(PathError::BadEscape);
+                    };
+                    let decoded = (h << 4) | l;
+                    match decoded {
+                        b'/' => return Err(PathError::EncodedSlash),
+                        b'\\' => return Err(PathError::Backslash),
+                        0 => return Err(PathError::Nul),
+                        b'%' => return Err(PathError::DoubleEncoding),
+                        d if is_unreserved(d) => path.push(d as char),
+                        d => {
+                            path.push('%');
+                            path.push(HEX[usize::from(d >> 4)] as char);
+                            path.push(HEX[usize::from(d & 0xF)] as char);
+                        }
+                    }
+                    i += 3;
+                }
+                b'\\' => return Err(PathError::Backslash),
+                0 => return Err(PathError::Nul),
+                // Raw bytes other than these reach us only as the URI grammar allows them;
+                // non-ASCII or control bytes are escaped so the forwarded form is plain ASCII.
+                b if b.is_ascii_graphic() => {
+                    path.push(b as char);
+                    i += 1;
+                }
+                b => {
+                    path.push('%');
+                    path.push(HEX[usize::from(b >> 4)] as char);
+                    path.push(HEX[usize::from(b & 0xF)] as char);
+                    i += 1;
+                }
+            }
+        }
+        let s = &path[start..];
+        if s == "." || s == ".." {
+            return Err(PathError::DotSegment);
+        }
+        segments.push((start, path.len()));
+    }
+    Ok(CanonPath { path, segments })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_only_unreserved() {
+        let c = canonicalize("/api/v1/crm/people/%41bc%7e%3f").unwrap();
+        assert_eq!(c.as_str(), "/api/v1/crm/people/Abc~%3F");
+        assert_eq!(
+            c.segments().collect::<Vec<_>>(),
+            ["api", "v1", "crm", "people", "Abc~%3F"]
+        );
+    }
+
+    #[test]
+    fn root_has_no_segments() {
+        let c = canonicalize("/").unwrap();
+        assert_eq!(c.segment_count(), 0);
+        assert_eq!(c.as_str(), "/");
+    }
+
+    #[test]
+    fn rejects_traversal_and_smuggling() {
+        let cases = [
+            ("/api/v1/crm/people/../people/x", PathError::DotSegment),
+            ("/api/v1/./crm", PathError::DotSegment),
+            ("/api/v1/%2e%2e/x", PathError::DotSegment),
+            ("/api/v1/%2E/x", PathError::DotSegment),
+            ("/api/v1/.%2E/x", PathError::DotSegment),
+            ("/api/v1/crm/people/a%2Fb", PathError::EncodedSlash),
+            ("/api/v1/crm/people/a%2fb", PathError::EncodedSlash),
+            ("/api/v1/crm/people/a%5Cb", PathError::Backslash),
+            ("/api/v1/crm/people/a\\b", PathError::Backslash),
+            ("/api/v1/crm/people/a%00", PathError::Nul),
+            ("/api/v1//crm", PathError::EmptySegment),
+            ("/api/v1/crm/", PathError::EmptySegment),
+            ("/api/v1/crm/people/a%252F", PathError::DoubleEncoding),
+            ("/api/v1/%zz", PathError::BadEscape),
+            ("/api/v1/%4", PathError::BadEscape),
+            ("api/v1", PathError::NotAbsolute),
+        ];
+        for (input, want) in cases {
+            assert_eq!(canonicalize(input), Err(want), "{input}");
+        }
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop_oneof![
+                "[A-Za-z0-9._~-]",
+                Just("%2F".to_string()),
+                Just("%2f".to_string()),
+                Just("%2E".to_string()),
+                Just("%5C".to_string()),
+                Just("%00".to_string()),
+                Just("%25".to_string()),
+                Just("%3F".to_string()),
+                Just("%41".to_string()),
+                Just("..".to_string()),
+                Just(".".to_string()),
+                Just("\\".to_string()),
+                Just(":".to_string()),
+                Just("%".to_string()),
+            ],
+            0..5,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #[test]
+        fn canonical_form_is_safe_and_stable(segs in prop::collection::vec(segment(), 0..6)) {
+            let raw = format!("/{}", segs.join("/"));
+            if let Ok(c) = canonicalize(&raw) {
+                let s = c.as_str();
+                // idempotent: what we forward is what we would judge again
+                let again = canonicalize(s);
+                prop_assert_eq!(again.as_ref(), Ok(&c));
+                prop_assert!(!s.contains("//"));
+                prop_assert!(!s.contains('\\'));
+                let lower = s.to_ascii_lowercase();
+                prop_assert!(!lower.contains("%2f") && !lower.contains("%5c") && !lower.contains("%00") && !lower.contains("%25"));
+                prop_assert!(!lower.contains("%2e"), "dots must be decoded: {}", s);
+                for seg in c.segments() {
+                    prop_assert!(!seg.is_empty() && seg != "." && seg != "..");
+                }
+                prop_assert_eq!(c.segment_count(), if raw == "/" { 0 } else { segs.len() });
+            }
+        }
+
+        #[test]
+        fn any_dot_segment_is_refused(prefix in "[a-z]{1,5}", dots in prop_oneof![
+            Just(".."), Just("."), Just("%2e%2e"), Just("%2E."), Just(".%2e"), Just("%2e")
+        ]) {
+            let raw = format!("/{prefix}/{dots}/x");
+            prop_assert_eq!(canonicalize(&raw), Err(PathError::DotSegment));
+        }
+    }
+}

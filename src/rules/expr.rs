@@ -1,0 +1,336 @@
+//! CEL expressions of the rules, compiled once at load with the `cel` crate.
+//!
+//! # Cost model (see `shared/perf-notes.md`)
+//! Building a root `cel::Context` costs ~30 µs (the function registry), so one root is built
+//! per rule set and every evaluation runs in `root.new_inner_scope()` (~1 µs). The token's
+//! claims are converted to a `cel::Value` once per verified token, not per rule.
+//!
+//! # Guarantees
+//! - Only the variables `claims`, `path`, `query`, `method` (and `response` inside
+//!   `response_when`) may be referenced; anything else is a load-time error, so a typo such as
+//!   `claim.sub` fails `check` instead of denying every request at run time.
+//! - An evaluation error (a missing claim, a type mismatch) is a *deny*, never an allow.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cel::common::ast::Expr as Ast;
+use cel::{Context, Program, Value};
+
+use super::query::Query;
+use super::template::Params;
+
+/// Where an expression appears, which decides the variables it may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    Request,
+    Response,
+}
+
+const REQUEST_VARS: &[&str] = &["claims", "path", "query", "method"];
+
+/// A compiled expression with its source (for `explain` and errors).
+pub struct Expr {
+    source: String,
+    program: Program,
+    pub(crate) uses_path: bool,
+    pub(crate) uses_query: bool,
+}
+
+impl std::fmt::Debug for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Expr({:?})", self.source)
+    }
+}
+
+impl Expr {
+    /// Compiles `source`; `path_params` are the names the rule's template captures.
+    pub fn compile(source: &str, site: Site, path_params: &[&str]) -> Result<Self, String> {
+        let program = Program::compile(source).map_err(|e| {
+            let msg = e.to_string();
+            format!("CEL syntax error in {source:?}: {}", msg.trim())
+        })?;
+        let refs = program.references();
+        let allowed =
+            |v: &str| REQUEST_VARS.contains(&v) || (site == Site::Response && v == "response");
+        let mut unknown: Vec<String> = refs
+            .variables()
+            .into_iter()
+            .filter(|v| !allowed(v))
+            .map(str::to_string)
+            .collect();
+        // Comprehension variables (`x` in `items.all(x, ...)`) appear as references too;
+        // they are declared by the expression itself, so they are not unknown.
+        let declared = comprehension_vars(program.expression());
+        unknown.retain(|v| !declared.contains(v));
+        if !unknown.is_empty() {
+            unknown.sort();
+            let known = if site == Site::Response {
+                "claims, path, query, method, response"
+            } else {
+                "claims, path, query, method"
+            };
+            return Err(format!(
+                "CEL expression {source:?} uses unknown variable(s) {} (available: {known})",
+                unknown.join(", ")
+            ));
+        }
+        let mut missing = Vec::new();
+        selected_fields(program.expression(), "path", &mut missing);
+        missing.retain(|f| !path_params.contains(&f.as_str()));
+        if let Some(f) = missing.first() {
+            return Err(format!(
+                "CEL expression {source:?} reads path.{f}, but the path template has no {{{f}}}"
+            ));
+        }
+        Ok(Self {
+            source: source.to_string(),
+            uses_path: refs.has_variable("path"),
+            uses_query: refs.has_variable("query"),
+            program,
+        })
+    }
+
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    fn eval(&self, ctx: &Context<'_, '_>) -> Result<Value, String> {
+        self.program.execute(ctx).map_err(|e| e.to_string())
+    }
+
+    /// Evaluates to a bool; anything else (or an error) is `Err`.
+    pub fn eval_bool(&self, ctx: &Context<'_, '_>) -> Result<bool, String> {
+        match self.eval(ctx)? {
+            Value::Bool(b) => Ok(b),
+            other => Err(format!("expected a bool, got {}", other.type_of())),
+        }
+    }
+
+    /// Evaluates to a scalar rendered as a query value.
+    pub fn eval_query_value(&self, ctx: &Context<'_, '_>) -> Result<String, String> {
+        match self.eval(ctx)? {
+            Value::String(s) => Ok(s.to_string()),
+            Value::Int(i) => Ok(i.to_string()),
+            Value::UInt(u) => Ok(u.to_string()),
+            Value::Bool(b) => Ok(b.to_string()),
+            Value::Float(f) => Ok(f.to_string()),
+            other => Err(format!(
+                "expected a string or number, got {}",
+                other.type_of()
+            )),
+        }
+    }
+
+    /// Evaluates to any value, converted to JSON (for `body_set`).
+    pub fn eval_json(&self, ctx: &Context<'_, '_>) -> Result<serde_json::Value, String> {
+        let v = self.eval(ctx)?;
+        v.json().map_err(|e| format!("value cannot be JSON: {e}"))
+    }
+}
+
+fn comprehension_vars(e: &cel::IdedExpr) -> Vec<String> {
+    let mut out = Vec::new();
+    walk(e, &mut |x| {
+        if let Ast::Comprehension(c) = &x.expr {
+            out.push(c.iter_var.clone());
+            out.extend(c.iter_var2.clone());
+            out.push(c.accu_var.clone());
+        }
+    });
+    out
+}
+
+fn selected_fields(e: &cel::IdedExpr, var: &str, out: &mut Vec<String>) {
+    walk(e, &mut |x| {
+        if let Ast::Select(s) = &x.expr
+            && let Ast::Ident(name) = &s.operand.expr
+            && name == var
+        {
+            out.push(s.field.clone());
+        }
+    });
+}
+
+fn walk(e: &cel::IdedExpr, f: &mut dyn FnMut(&cel::IdedExpr)) {
+    f(e);
+    match &e.expr {
+        Ast::Call(c) => {
+            if let Some(t) = &c.target {
+                walk(t, f);
+            }
+            for a in &c.args {
+                walk(a, f);
+            }
+        }
+        Ast::Comprehension(c) => {
+            walk(&c.iter_range, f);
+            walk(&c.accu_init, f);
+            walk(&c.loop_cond, f);
+            walk(&c.loop_step, f);
+            walk(&c.result, f);
+        }
+        Ast::List(l) => {
+            for x in &l.elements {
+                walk(x, f);
+            }
+        }
+        Ast::Map(m) => {
+            for entry in &m.entries {
+                if let cel::common::ast::EntryExpr::MapEntry(me) = &entry.expr {
+                    walk(&me.key, f);
+                    walk(&me.value, f);
+                }
+            }
+        }
+        Ast::Select(s) => walk(&s.operand, f),
+        Ast::Struct(s) => {
+            for entry in &s.entries {
+                if let cel::common::ast::EntryExpr::StructField(sf) = &entry.expr {
+                    walk(&sf.value, f);
+                }
+            }
+        }
+        Ast::Unspecified | Ast::Ident(_) | Ast::Literal(_) => {}
+    }
+}
+
+/// The shared root context: the standard library, built once per rule set.
+pub struct Root(Context<'static, 'static>);
+
+impl Root {
+    pub fn new() -> Self {
+        Self(Context::default())
+    }
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for Root {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Root")
+    }
+}
+
+/// The values a rule's expressions see for one request.
+pub struct Input<'a> {
+    pub claims: &'a Value,
+    pub params: &'a Params,
+    pub query: &'a Query,
+    pub method: &'a str,
+}
+
+impl Root {
+    /// An evaluation scope for one request. `with_path`/`with_query` skip building maps that
+    /// no expression of the rule reads.
+    pub fn scope<'r>(
+        &'r self,
+        input: &Input<'_>,
+        with_path: bool,
+        with_query: bool,
+    ) -> Context<'r, 'static> {
+        let mut ctx = self.0.new_inner_scope();
+        ctx.add_variable_from_value("claims", input.claims.clone());
+        ctx.add_variable_from_value("method", Value::String(Arc::new(input.method.to_string())));
+        if with_path {
+            let map: HashMap<String, Value> = input
+                .params
+                .iter()
+                .map(|(k, v)| (k.to_string(), Value::String(Arc::new(v.clone()))))
+                .collect();
+            ctx.add_variable_from_value("path", map);
+        }
+        if with_query {
+            let map: HashMap<String, Value> = input
+                .query
+                .first_values_lowercase()
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(Arc::new(v))))
+                .collect();
+            ctx.add_variable_from_value("query", map);
+        }
+        ctx
+    }
+}
+
+/// Converts verified JSON claims to a CEL value (done once per verified token).
+pub fn claims_value(claims: &serde_json::Value) -> Value {
+    cel::to_value(claims).unwrap_or(Value::Null)
+}
+
+/// Converts a JSON response body to a CEL value for `response_when`.
+pub fn json_value(v: &serde_json::Value) -> Value {
+    cel::to_value(v).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input_claims() -> Value {
+        claims_value(&serde_json::json!({
+            "sub": "DQ2DyknW",
+            "outseta:accountUid": "E9Ly3PWw",
+            "outseta:isPrimary": "1",
+            "exp": 1_900_000_000_i64
+        }))
+    }
+
+    #[test]
+    fn evaluates_request_conditions() {
+        let root = Root::new();
+        let claims = input_claims();
+        let params: Params = vec![("uid".into(), "DQ2DyknW".into())];
+        let query = Query::parse(Some("Fields=*"));
+        let input = Input {
+            claims: &claims,
+            params: &params,
+            query: &query,
+            method: "GET",
+        };
+        let ctx = root.scope(&input, true, true);
+        let e = Expr::compile(
+            "path.uid == claims.sub && claims['outseta:isPrimary'] == '1' && query.fields == '*' && method == 'GET'",
+            Site::Request,
+            &["uid"],
+        )
+        .unwrap();
+        assert_eq!(e.eval_bool(&ctx), Ok(true));
+        let e = Expr::compile("claims['outseta:planUid'] == 'x'", Site::Request, &[]).unwrap();
+        assert!(
+            e.eval_bool(&ctx).is_err(),
+            "missing claim is an error, i.e. deny"
+        );
+        let e = Expr::compile("claims['outseta:accountUid']", Site::Request, &[]).unwrap();
+        assert_eq!(e.eval_query_value(&ctx).as_deref(), Ok("E9Ly3PWw"));
+        let e = Expr::compile("{'Uid': claims.sub}", Site::Request, &[]).unwrap();
+        assert_eq!(
+            e.eval_json(&ctx),
+            Ok(serde_json::json!({"Uid": "DQ2DyknW"}))
+        );
+    }
+
+    #[test]
+    fn refuses_unknown_variables_and_params() {
+        let err = Expr::compile("claim.sub == 'x'", Site::Request, &[]).unwrap_err();
+        assert!(err.contains("unknown variable(s) claim"), "{err}");
+        let err = Expr::compile("response.Uid == claims.sub", Site::Request, &[]).unwrap_err();
+        assert!(err.contains("response"), "{err}");
+        assert!(Expr::compile("response.Uid == claims.sub", Site::Response, &[]).is_ok());
+        let err = Expr::compile("path.id == claims.sub", Site::Request, &["uid"]).unwrap_err();
+        assert!(err.contains("path.id"), "{err}");
+        assert!(Expr::compile("path.uid ==", Site::Request, &["uid"]).is_err());
+        assert!(
+            Expr::compile(
+                "response.items.all(i, i.Uid == claims.sub)",
+                Site::Response,
+                &[]
+            )
+            .is_ok()
+        );
+    }
+}

@@ -1,0 +1,572 @@
+//! The rules: compiled once at load, evaluated per request with no IO.
+//!
+//! # Semantics (spec §3 "Rule semantics")
+//! Rules are tried in file order; the first whose methods and path template match is *the*
+//! rule. Its `when` decides allow/deny; later rules are never tried. No rule: deny.
+//! Everything here is pure: the policy layer calls it with the verified claims, and `explain`
+//! calls it offline with the same code, so what `explain` prints is what `serve` does.
+//!
+//! # Guarantees
+//! - Any evaluation error is a deny.
+//! - A rule with `credential = "api_key"` whose template could match `/api/v1/tokens*` (or
+//!   `/tokens*`) does not compile: with the API key Outseta mints a token for any username.
+//! - The query returned by [`Rule::authorize`] is the query that is forwarded and cached.
+
+pub mod body;
+pub mod canon;
+pub mod expr;
+pub mod query;
+pub mod template;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+
+use crate::config::file::RuleEntry;
+use crate::config::types::parse_duration;
+use expr::{Expr, Input, Root, Site};
+use query::Query;
+use template::{Params, PathTemplate};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// A valid token is required.
+    Required,
+    /// A token is verified if sent; without one the claims are `{}`.
+    Optional,
+    /// Any token is ignored (and stripped).
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// `Authorization: Outseta <key>:<secret>`.
+    ApiKey,
+    /// The caller's own bearer token, forwarded.
+    User,
+    /// No `Authorization` upstream.
+    None,
+}
+
+impl Credential {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ApiKey => "api_key",
+            Self::User => "user",
+            Self::None => "none",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    Off,
+    /// `[cache].ttl`.
+    Default,
+    Ttl(Duration),
+}
+
+/// One compiled rule.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: Arc<str>,
+    pub methods: Vec<Method>,
+    pub template: PathTemplate,
+    pub when: Option<Expr>,
+    pub auth: AuthMode,
+    pub credential: Credential,
+    pub cache: CacheMode,
+    pub query_allow: Option<Vec<String>>,
+    pub query_set: Vec<(String, Expr)>,
+    pub body_allow: Option<Vec<String>>,
+    pub body_set: Vec<(String, Expr)>,
+    pub response_when: Option<Expr>,
+    pub invalidates: Vec<PathTemplate>,
+    uses_path: bool,
+    uses_query: bool,
+}
+
+/// Why a request (or response) was denied by its rule. Shown to the client as `detail`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Denial {
+    NoRule,
+    ConditionFalse {
+        rule: Arc<str>,
+    },
+    ConditionError {
+        rule: Arc<str>,
+        error: String,
+    },
+    QueryNotAllowed {
+        rule: Arc<str>,
+        key: String,
+    },
+    ForcedValue {
+        rule: Arc<str>,
+        key: String,
+        error: String,
+    },
+    BodyNotAllowed {
+        rule: Arc<str>,
+        key: String,
+    },
+    ResponseFalse {
+        rule: Arc<str>,
+    },
+    ResponseError {
+        rule: Arc<str>,
+        error: String,
+    },
+}
+
+impl std::fmt::Display for Denial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::NoRule => f.write_str("no rule allows this request"),
+            Self::ConditionFalse { rule } => write!(f, "rule {rule:?}: condition is false"),
+            Self::ConditionError { rule, error } => {
+                write!(
+                    f,
+                    "rule {rule:?}: condition could not be evaluated ({error})"
+                )
+            }
+            Self::QueryNotAllowed { rule, key } => {
+                write!(f, "rule {rule:?}: query parameter {key:?} is not allowed")
+            }
+            Self::ForcedValue { rule, key, error } => {
+                write!(
+                    f,
+                    "rule {rule:?}: forced value for {key:?} could not be computed ({error})"
+                )
+            }
+            Self::BodyNotAllowed { rule, key } => {
+                write!(f, "rule {rule:?}: body field {key:?} is not allowed")
+            }
+            Self::ResponseFalse { rule } => write!(f, "rule {rule:?}: response check is false"),
+            Self::ResponseError { rule, error } => {
+                write!(
+                    f,
+                    "rule {rule:?}: response check could not be evaluated ({error})"
+                )
+            }
+        }
+    }
+}
+
+/// Result of body rewriting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyOutcome {
+    /// Not a JSON object (→ 400).
+    Invalid(String),
+    Denied(Denial),
+}
+
+const TOKEN_PREFIXES: &[&[&str]] = &[&["api", "v1", "tokens"], &["tokens"]];
+
+impl Rule {
+    /// Compiles one `[[rule]]`; pushes every problem (prefixed with `label`) and returns
+    /// `None` if there was any.
+    pub fn compile(entry: &RuleEntry, label: &str, problems: &mut Vec<String>) -> Option<Self> {
+        let before = problems.len();
+        let mut p = |msg: String| problems.push(format!("{label}: {msg}"));
+
+        let name: Arc<str> = match entry.name.as_deref().map(str::trim) {
+            Some(n) if !n.is_empty() => n.into(),
+            _ => {
+                p("missing `name`".into());
+                "".into()
+            }
+        };
+        let mut methods = Vec::new();
+        match &entry.methods {
+            None => p("missing `methods`".into()),
+            Some(ms) if ms.is_empty() => p("`methods` must not be empty".into()),
+            Some(ms) => {
+                for m in ms {
+                    let up = m.to_ascii_uppercase();
+                    if !matches!(
+                        up.as_str(),
+                        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE"
+                    ) {
+                        p(format!(
+                            "`methods`: unsupported method {m:?} (GET, HEAD, POST, PUT, PATCH, DELETE)"
+                        ));
+                    } else if let Ok(method) = Method::from_bytes(up.as_bytes()) {
+                        if !methods.contains(&method) {
+                            methods.push(method);
+                        }
+                    }
+                }
+            }
+        }
+        let template = match entry.path.as_deref() {
+            None => {
+                p("missing `path`".into());
+                None
+            }
+            Some(t) => match PathTemplate::parse(t) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    p(format!("`path`: {e}"));
+                    None
+                }
+            },
+        };
+        let params: Vec<&str> = template
+            .as_ref()
+            .map(|t| t.param_names().collect())
+            .unwrap_or_default();
+
+        let compile =
+            |key: &str, src: &str, site: Site, p: &mut dyn FnMut(String)| -> Option<Expr> {
+                match Expr::compile(src, site, &params) {
+                    Ok(e) => Some(e),
+                    Err(e) => {
+                        p(format!("`{key}`: {e}"));
+                        None
+                    }
+                }
+            };
+        let when = entry
+            .when
+            .as_deref()
+            .and_then(|s| compile("when", s, Site::Request, &mut p));
+        let response_when = entry
+            .response_when
+            .as_deref()
+            .and_then(|s| compile("response_when", s, Site::Response, &mut p));
+        let mut query_set = Vec::new();
+        for (k, src) in entry.query_set.iter().flatten() {
+            if k.is_empty() {
+                p("`query_set`: empty key".into());
+            }
+            if let Some(e) = compile(&format!("query_set.{k}"), src, Site::Request, &mut p) {
+                query_set.push((k.clone(), e));
+            }
+        }
+        let mut body_set = Vec::new();
+        for (k, src) in entry.body_set.iter().flatten() {
+            if k.is_empty() {
+                p("`body_set`: empty key".into());
+            }
+            if let Some(e) = compile(&format!("body_set.{k}"), src, Site::Request, &mut p) {
+                body_set.push((k.clone(), e));
+            }
+        }
+
+        let auth = match entry.auth.as_deref().unwrap_or("required") {
+            "required" => AuthMode::Required,
+            "optional" => AuthMode::Optional,
+            "none" => AuthMode::None,
+            other => {
+                p(format!(
+                    "`auth`: {other:?} is not one of \"required\", \"optional\", \"none\""
+                ));
+                AuthMode::Required
+            }
+        };
+        let credential = match entry.credential.as_deref().unwrap_or("api_key") {
+            "api_key" => Credential::ApiKey,
+            "user" => Credential::User,
+            "none" => Credential::None,
+            other => {
+                p(format!(
+                    "`credential`: {other:?} is not one of \"api_key\", \"user\", \"none\""
+                ));
+                Credential::ApiKey
+            }
+        };
+        if credential == Credential::User && auth == AuthMode::None {
+            p("`credential = \"user\"` forwards the caller's token, which `auth = \"none\"` strips; use auth \"required\" or \"optional\"".into());
+        }
+        let cache = match entry.cache.as_deref() {
+            None | Some("off") => CacheMode::Off,
+            Some("default") => CacheMode::Default,
+            Some(d) => match parse_duration(d) {
+                Ok(ttl) if !ttl.is_zero() => CacheMode::Ttl(ttl),
+                Ok(_) => CacheMode::Off,
+                Err(e) => {
+                    p(format!(
+                        "`cache`: {e} (use a duration, \"default\" or \"off\")"
+                    ));
+                    CacheMode::Off
+                }
+            },
+        };
+        if cache != CacheMode::Off && !methods.is_empty() && !methods.contains(&Method::GET) {
+            p("`cache` applies to GET only, and this rule has no GET".into());
+        }
+        let has_body_rules = entry.body_allow.is_some() || !body_set.is_empty();
+        if has_body_rules
+            && !methods.is_empty()
+            && methods
+                .iter()
+                .all(|m| *m == Method::GET || *m == Method::HEAD)
+        {
+            p(
+                "`body_allow`/`body_set` apply to request bodies, and this rule only has GET/HEAD"
+                    .into(),
+            );
+        }
+        let check_keys = |key: &str, list: &Option<Vec<String>>, p: &mut dyn FnMut(String)| {
+            if let Some(l) = list
+                && l.iter().any(|k| k.trim().is_empty())
+            {
+                p(format!("`{key}`: entries must not be empty"));
+            }
+        };
+        check_keys("query_allow", &entry.query_allow, &mut p);
+        check_keys("body_allow", &entry.body_allow, &mut p);
+
+        let mut invalidates = Vec::new();
+        for t in entry.invalidates.iter().flatten() {
+            match PathTemplate::parse(t) {
+                Ok(inv) => {
+                    if let Some(missing) = inv.param_names().find(|n| !params.contains(n)) {
+                        p(format!(
+                            "`invalidates`: {t:?} uses {{{missing}}}, which `path` does not capture"
+                        ));
+                    } else {
+                        invalidates.push(inv);
+                    }
+                }
+                Err(e) => p(format!("`invalidates`: {e}")),
+            }
+        }
+
+        if credential == Credential::ApiKey
+            && let Some(t) = &template
+            && TOKEN_PREFIXES.iter().any(|pre| t.may_match_under(pre))
+        {
+            p(format!(
+                "`credential = \"api_key\"` on {:?} is refused: this template can match /api/v1/tokens*, where Outseta mints a token for any username when it sees the API key; use credential \"none\" (login) or \"user\"",
+                t.as_str()
+            ));
+        }
+
+        if problems.len() > before {
+            return None;
+        }
+        let template = template?;
+        let uses_path = when
+            .iter()
+            .chain(response_when.iter())
+            .chain(query_set.iter().map(|(_, e)| e))
+            .chain(body_set.iter().map(|(_, e)| e))
+            .any(|e| e.uses_path);
+        let uses_query = when
+            .iter()
+            .chain(response_when.iter())
+            .chain(query_set.iter().map(|(_, e)| e))
+            .chain(body_set.iter().map(|(_, e)| e))
+            .any(|e| e.uses_query);
+        Some(Self {
+            name,
+            methods,
+            template,
+            when,
+            auth,
+            credential,
+            cache,
+            query_allow: entry.query_allow.clone(),
+            query_set,
+            body_allow: entry.body_allow.clone(),
+            body_set,
+            response_when,
+            invalidates,
+            uses_path,
+            uses_query,
+        })
+    }
+
+    /// Whether the request body must be buffered and rewritten.
+    pub fn has_body_rules(&self) -> bool {
+        self.body_allow.is_some() || !self.body_set.is_empty()
+    }
+
+    /// Checks `when`, applies `query_set`, checks `query_allow`. Returns the query to forward.
+    pub fn authorize(&self, root: &Root, input: &Input<'_>) -> Result<Query, Denial> {
+        let scope = root.scope(input, self.uses_path, self.uses_query);
+        if let Some(when) = &self.when {
+            match when.eval_bool(&scope) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Denial::ConditionFalse {
+                        rule: self.name.clone(),
+                    });
+                }
+                Err(error) => {
+                    return Err(Denial::ConditionError {
+                        rule: self.name.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        let mut forced = Vec::with_capacity(self.query_set.len());
+        for (key, e) in &self.query_set {
+            let value = e
+                .eval_query_value(&scope)
+                .map_err(|error| Denial::ForcedValue {
+                    rule: self.name.clone(),
+                    key: key.clone(),
+                    error,
+                })?;
+            forced.push((key, value));
+        }
+        let mut query = input.query.clone();
+        for (key, _) in &forced {
+            query.remove(key);
+        }
+        if let Some(allow) = &self.query_allow
+            && let Some(bad) = query.first_disallowed(allow)
+        {
+            return Err(Denial::QueryNotAllowed {
+                rule: self.name.clone(),
+                key: bad.to_string(),
+            });
+        }
+        for (key, value) in forced {
+            query.push(key.clone(), value);
+        }
+        Ok(query)
+    }
+
+    /// Applies `body_allow`/`body_set` to a JSON object body.
+    pub fn rewrite_body(
+        &self,
+        root: &Root,
+        input: &Input<'_>,
+        body: &[u8],
+    ) -> Result<bytes::Bytes, BodyOutcome> {
+        let scope = root.scope(input, self.uses_path, self.uses_query);
+        let mut set = Vec::with_capacity(self.body_set.len());
+        for (key, e) in &self.body_set {
+            let v = e.eval_json(&scope).map_err(|error| {
+                BodyOutcome::Denied(Denial::ForcedValue {
+                    rule: self.name.clone(),
+                    key: key.clone(),
+                    error,
+                })
+            })?;
+            set.push((key.clone(), v));
+        }
+        body::rewrite(body, self.body_allow.as_deref(), &set).map_err(|e| match e {
+            body::BodyError::NotJsonObject => BodyOutcome::Invalid(e.to_string()),
+            body::BodyError::KeyNotAllowed(key) => BodyOutcome::Denied(Denial::BodyNotAllowed {
+                rule: self.name.clone(),
+                key,
+            }),
+        })
+    }
+
+    /// Evaluates `response_when` over a parsed JSON response.
+    pub fn check_response(
+        &self,
+        root: &Root,
+        input: &Input<'_>,
+        response: &serde_json::Value,
+    ) -> Result<(), Denial> {
+        let Some(check) = &self.response_when else {
+            return Ok(());
+        };
+        let mut scope = root.scope(input, self.uses_path, self.uses_query);
+        scope.add_variable_from_value("response", expr::json_value(response));
+        match check.eval_bool(&scope) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Denial::ResponseFalse {
+                rule: self.name.clone(),
+            }),
+            Err(error) => Err(Denial::ResponseError {
+                rule: self.name.clone(),
+                error,
+            }),
+        }
+    }
+
+    /// The cache TTL for this rule, given `[cache].ttl`.
+    pub fn cache_ttl(&self, default: Duration) -> Option<Duration> {
+        match self.cache {
+            CacheMode::Off => None,
+            CacheMode::Default => Some(default),
+            CacheMode::Ttl(t) => Some(t),
+        }
+    }
+}
+
+/// All rules, in file order, and the CEL root context they evaluate in.
+#[derive(Debug)]
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    root: Root,
+}
+
+impl RuleSet {
+    /// Compiles every rule, collecting every problem. Names must be unique.
+    pub fn compile(entries: &[Option<RuleEntry>], problems: &mut Vec<String>) -> Self {
+        let mut rules: Vec<Rule> = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            let label = match entry.name.as_deref() {
+                Some(n) => format!("rule {n:?}"),
+                None => format!("rule #{}", i + 1),
+            };
+            if let Some(n) = entry.name.as_deref()
+                && entries[..i]
+                    .iter()
+                    .flatten()
+                    .any(|e| e.name.as_deref() == Some(n))
+            {
+                problems.push(format!("{label}: duplicate rule name"));
+            }
+            if let Some(rule) = Rule::compile(entry, &label, problems) {
+                rules.push(rule);
+            }
+        }
+        Self {
+            rules,
+            root: Root::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn rule(&self, index: usize) -> Option<&Rule> {
+        self.rules.get(index)
+    }
+
+    pub fn root(&self) -> &Root {
+        &self.root
+    }
+
+    /// The first rule whose methods and template match, with the captured parameters.
+    pub fn find(&self, method: &Method, path: &canon::CanonPath) -> Option<(usize, Params)> {
+        self.rules.iter().enumerate().find_map(|(i, r)| {
+            if !r.methods.contains(method) {
+                return None;
+            }
+            r.template.matches(path.segments()).map(|p| (i, p))
+        })
+    }
+
+    /// Every method some rule accepts for this path (for CORS preflight answers).
+    pub fn methods_for(&self, path: &canon::CanonPath) -> Vec<Method> {
+        let mut out: Vec<Method> = Vec::new();
+        for r in &self.rules {
+            if r.template.matches(path.segments()).is_some() {
+                for m in &r.methods {
+                    if !out.contains(m) {
+                        out.push(m.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,188 @@
+//! Query strings: parsed once, rewritten by the rule, serialised once.
+//!
+//! # Guarantees
+//! - Keys are compared ASCII-case-insensitively everywhere (Outseta binds them so).
+//! - `remove` drops every value of a key, in any case, duplicates included.
+//! - `serialize` is the only encoder; the query forwarded upstream is `serialize()` of the
+//!   pairs the rule judged, so what was checked is exactly what is sent.
+//! - `parse(serialize(q)) == q` for any pairs.
+
+use std::collections::HashMap;
+
+/// Decoded `(key, value)` pairs in client order (forced pairs appended by the rule).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Query {
+    pairs: Vec<(String, String)>,
+}
+
+impl Query {
+    /// Parses `application/x-www-form-urlencoded` pairs (`+` is a space). Empty pairs are
+    /// skipped; a key without `=` has an empty value. Invalid UTF-8 is replaced (U+FFFD).
+    pub fn parse(raw: Option<&str>) -> Self {
+        let pairs = match raw {
+            None | Some("") => Vec::new(),
+            Some(raw) => form_urlencoded::parse(raw.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect(),
+        };
+        Self { pairs }
+    }
+
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// First value of `key`, any case.
+    pub fn first(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Removes every value of `key`, in any case.
+    pub fn remove(&mut self, key: &str) {
+        self.pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
+    }
+
+    pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.pairs.push((key.into(), value.into()));
+    }
+
+    /// First key that is not in `allowed` (compared case-insensitively).
+    pub fn first_disallowed<'a>(&'a self, allowed: &[String]) -> Option<&'a str> {
+        self.pairs
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .find(|k| !allowed.iter().any(|a| a.eq_ignore_ascii_case(k)))
+    }
+
+    /// First value of each key, keys lower-cased: the `query` variable of rule conditions.
+    pub fn first_values_lowercase(&self) -> HashMap<String, String> {
+        let mut map = HashMap::with_capacity(self.pairs.len());
+        for (k, v) in &self.pairs {
+            map.entry(k.to_ascii_lowercase())
+                .or_insert_with(|| v.clone());
+        }
+        map
+    }
+
+    /// The encoded query, or `None` when there are no pairs.
+    pub fn serialize(&self) -> Option<String> {
+        if self.pairs.is_empty() {
+            return None;
+        }
+        let mut ser = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &self.pairs {
+            ser.append_pair(k, v);
+        }
+        Some(ser.finish())
+    }
+
+    /// The encoded query with pairs sorted (by key, then value): the cache-key form.
+    pub fn serialize_sorted(&self) -> Option<String> {
+        let mut sorted = self.clone();
+        sorted.pairs.sort();
+        sorted.serialize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_and_serialises() {
+        let q = Query::parse(Some("fields=*,Account.Uid&orderBy=Name+DESC&flag"));
+        assert_eq!(q.first("FIELDS"), Some("*,Account.Uid"));
+        assert_eq!(q.first("orderby"), Some("Name DESC"));
+        assert_eq!(q.first("flag"), Some(""));
+        assert_eq!(
+            q.serialize().as_deref(),
+            Some("fields=*%2CAccount.Uid&orderBy=Name+DESC&flag=")
+        );
+    }
+
+    #[test]
+    fn outsetapy_double_question_mark_stays_one_value() {
+        let q = Query::parse(Some("limit=10?offset=1"));
+        assert_eq!(q.pairs().len(), 1);
+        assert_eq!(q.first("limit"), Some("10?offset=1"));
+    }
+
+    #[test]
+    fn remove_is_case_insensitive_and_total() {
+        let mut q = Query::parse(Some(
+            "Account.Uid=x&account.uid=y&ACCOUNT.UID=z&Account.Uid=w&limit=5&Account%2EUid=v",
+        ));
+        q.remove("Account.Uid");
+        q.push("Account.Uid", "mine");
+        assert_eq!(
+            q.pairs(),
+            &[
+                ("limit".to_string(), "5".to_string()),
+                ("Account.Uid".to_string(), "mine".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn disallowed_keys_any_case() {
+        let q = Query::parse(Some("Limit=1&EMAIL=x"));
+        let allowed = vec!["limit".to_string(), "fields".to_string()];
+        assert_eq!(q.first_disallowed(&allowed), Some("EMAIL"));
+    }
+
+    fn key() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("Account.Uid".to_string()),
+            Just("account.uid".to_string()),
+            Just("ACCOUNT.UID".to_string()),
+            Just("aCcOuNt.UiD".to_string()),
+            "[ -~]{0,8}",
+            "\\PC{0,4}",
+        ]
+    }
+
+    fn encode_component(s: &str) -> String {
+        // A client may encode any byte; encode every byte to exercise the decoder.
+        s.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn roundtrip(pairs in prop::collection::vec((key(), "\\PC{0,8}"), 0..8)) {
+            let mut q = Query::default();
+            for (k, v) in &pairs {
+                q.push(k.clone(), v.clone());
+            }
+            let s = q.serialize();
+            let back = Query::parse(s.as_deref());
+            prop_assert_eq!(back.pairs(), &pairs[..]);
+        }
+
+        #[test]
+        fn forced_key_wins_over_any_client_spelling(
+            pairs in prop::collection::vec((key(), "[a-z0-9]{0,6}"), 0..10),
+            raw_encode in any::<bool>(),
+        ) {
+            let raw: Vec<String> = pairs.iter().map(|(k, v)| {
+                if raw_encode { format!("{}={}", encode_component(k), v) }
+                else { form_urlencoded::Serializer::new(String::new()).append_pair(k, v).finish() }
+            }).collect();
+            let mut q = Query::parse(Some(&raw.join("&")));
+            q.remove("Account.Uid");
+            q.push("Account.Uid", "mine");
+            let forwarded = Query::parse(q.serialize().as_deref());
+            let values: Vec<&str> = forwarded.pairs().iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("account.uid"))
+                .map(|(_, v)| v.as_str()).collect();
+            prop_assert_eq!(values, vec!["mine"]);
+        }
+    }
+}

@@ -1,0 +1,194 @@
+use super::*;
+use crate::config::Config;
+use crate::rules::canon::canonicalize;
+use crate::rules::expr::claims_value;
+
+const RULES: &str = r#"
+[outseta]
+domain = "x.outseta.com"
+
+[[rule]]
+name = "read own person"
+methods = ["GET"]
+path = "/api/v1/crm/people/{uid}"
+when = "path.uid == claims.sub"
+
+[[rule]]
+name = "own subscriptions"
+methods = ["GET"]
+path = "/api/v1/billing/subscriptions"
+query_allow = ["fields", "limit", "offset"]
+query_set = { "Account.Uid" = "claims['outseta:accountUid']" }
+
+[[rule]]
+name = "open case"
+methods = ["POST"]
+path = "/api/v1/support/cases"
+body_allow = ["Subject", "Body"]
+body_set = { "FromPerson" = "{'Uid': claims.sub}" }
+
+[[rule]]
+name = "own invoice"
+methods = ["GET"]
+path = "/api/v1/billing/invoices/{uid}"
+response_when = "response.Subscription.Account.Uid == claims['outseta:accountUid']"
+"#;
+
+fn set() -> Arc<RuleSet> {
+    Config::from_toml(RULES, "t").unwrap().rules
+}
+
+fn claims() -> cel::Value {
+    claims_value(&serde_json::json!({"sub": "me", "outseta:accountUid": "acct"}))
+}
+
+fn decide(rs: &RuleSet, method: &str, pq: &str) -> Result<(usize, Option<String>), Denial> {
+    let (p, q) = pq
+        .split_once('?')
+        .map(|(p, q)| (p, Some(q)))
+        .unwrap_or((pq, None));
+    let path = canonicalize(p).unwrap();
+    let method = Method::from_bytes(method.as_bytes()).unwrap();
+    let (i, params) = rs.find(&method, &path).ok_or(Denial::NoRule)?;
+    let query = Query::parse(q);
+    let c = claims();
+    let input = Input {
+        claims: &c,
+        params: &params,
+        query: &query,
+        method: method.as_str(),
+    };
+    let rule = rs.rule(i).unwrap();
+    rule.authorize(rs.root(), &input)
+        .map(|q| (i, q.serialize()))
+}
+
+#[test]
+fn first_match_wins_and_default_denies() {
+    let rs = set();
+    assert_eq!(decide(&rs, "GET", "/api/v1/crm/people/me"), Ok((0, None)));
+    assert!(matches!(
+        decide(&rs, "GET", "/api/v1/crm/people/other"),
+        Err(Denial::ConditionFalse { .. })
+    ));
+    assert_eq!(
+        decide(&rs, "DELETE", "/api/v1/crm/people/me"),
+        Err(Denial::NoRule)
+    );
+    assert_eq!(
+        decide(&rs, "GET", "/api/v1/crm/people"),
+        Err(Denial::NoRule)
+    );
+}
+
+#[test]
+fn forced_query_keys_win_and_allow_list_applies() {
+    let rs = set();
+    for q in [
+        "Account.Uid=x",
+        "account.uid=x",
+        "ACCOUNT.UID=x",
+        "Account.Uid=x&Account.Uid=y",
+        "aCCount.uID=x&limit=5",
+    ] {
+        let (_, fwd) = decide(&rs, "GET", &format!("/api/v1/billing/subscriptions?{q}")).unwrap();
+        let fwd = Query::parse(fwd.as_deref());
+        let vals: Vec<_> = fwd
+            .pairs()
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("account.uid"))
+            .collect();
+        assert_eq!(vals.len(), 1, "{q}");
+        assert_eq!(vals[0].1, "acct", "{q}");
+    }
+    for q in ["Email=x", "EMAIL=x", "limit=5&orderBy=Name"] {
+        assert!(
+            matches!(
+                decide(&rs, "GET", &format!("/api/v1/billing/subscriptions?{q}")),
+                Err(Denial::QueryNotAllowed { .. })
+            ),
+            "{q}"
+        );
+    }
+    assert!(decide(&rs, "GET", "/api/v1/billing/subscriptions?LIMIT=5&Fields=*").is_ok());
+}
+
+#[test]
+fn missing_claim_in_forced_value_denies() {
+    let rs = set();
+    let path = canonicalize("/api/v1/billing/subscriptions").unwrap();
+    let (i, params) = rs.find(&Method::GET, &path).unwrap();
+    let c = claims_value(&serde_json::json!({"sub": "me"}));
+    let query = Query::default();
+    let input = Input {
+        claims: &c,
+        params: &params,
+        query: &query,
+        method: "GET",
+    };
+    assert!(matches!(
+        rs.rule(i).unwrap().authorize(rs.root(), &input),
+        Err(Denial::ForcedValue { .. })
+    ));
+}
+
+#[test]
+fn body_rules() {
+    let rs = set();
+    let path = canonicalize("/api/v1/support/cases").unwrap();
+    let (i, params) = rs.find(&Method::POST, &path).unwrap();
+    let rule = rs.rule(i).unwrap();
+    let c = claims();
+    let query = Query::default();
+    let input = Input {
+        claims: &c,
+        params: &params,
+        query: &query,
+        method: "POST",
+    };
+    let out = rule
+        .rewrite_body(
+            rs.root(),
+            &input,
+            br#"{"subject":"s","FROMPERSON":{"Uid":"victim"}}"#,
+        )
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"subject": "s", "FromPerson": {"Uid": "me"}})
+    );
+    assert!(matches!(
+        rule.rewrite_body(rs.root(), &input, br#"{"Email":"x"}"#),
+        Err(BodyOutcome::Denied(_))
+    ));
+    assert!(matches!(
+        rule.rewrite_body(rs.root(), &input, b"Subject=x"),
+        Err(BodyOutcome::Invalid(_))
+    ));
+}
+
+#[test]
+fn response_checks() {
+    let rs = set();
+    let path = canonicalize("/api/v1/billing/invoices/inv1").unwrap();
+    let (i, params) = rs.find(&Method::GET, &path).unwrap();
+    let rule = rs.rule(i).unwrap();
+    let c = claims();
+    let query = Query::default();
+    let input = Input {
+        claims: &c,
+        params: &params,
+        query: &query,
+        method: "GET",
+    };
+    let mine = serde_json::json!({"Subscription": {"Account": {"Uid": "acct"}}});
+    let theirs = serde_json::json!({"Subscription": {"Account": {"Uid": "other"}}});
+    let shallow = serde_json::json!({"Subscription": {"Account": null}});
+    assert_eq!(rule.check_response(rs.root(), &input, &mine), Ok(()));
+    assert!(matches!(
+        rule.check_response(rs.root(), &input, &theirs),
+        Err(Denial::ResponseFalse { .. })
+    ));
+    assert!(rule.check_response(rs.root(), &input, &shallow).is_err());
+}

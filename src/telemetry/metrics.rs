@@ -1,0 +1,78 @@
+//! Metric names (one place, so dashboards and tests agree) and the Prometheus recorder.
+//!
+//! Labels are bounded: rule names come from the config, reasons and results are fixed sets,
+//! statuses are HTTP codes. No label ever carries a token, a user id or a path.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const REQUESTS: &str = "gateway_requests_total";
+pub const REQUEST_DURATION: &str = "gateway_request_duration_seconds";
+pub const AUTH_FAILURES: &str = "gateway_auth_failures_total";
+pub const JWKS_FETCHES: &str = "gateway_jwks_fetches_total";
+pub const JWKS_KEYS: &str = "gateway_jwks_keys";
+pub const UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
+pub const UPSTREAM_REQUESTS: &str = "gateway_upstream_requests_total";
+pub const RESPONSE_DENIED: &str = "gateway_response_denied_total";
+pub const IN_FLIGHT: &str = "gateway_requests_in_flight";
+
+const BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once and returns its handle (`None` if another
+/// recorder was installed first by an embedding program).
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .ok()?;
+            let handle = builder.install_recorder().ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Renders the Prometheus text exposition.
+pub fn render() -> String {
+    match install() {
+        Some(h) => {
+            h.run_upkeep();
+            h.render()
+        }
+        None => String::new(),
+    }
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(REQUESTS, "Requests answered, by rule, decision and status");
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Time to answer a request (until the response head)"
+    );
+    describe_counter!(AUTH_FAILURES, "Refused tokens, by reason");
+    describe_counter!(JWKS_FETCHES, "JWKS fetches, by result");
+    describe_gauge!(JWKS_KEYS, "Usable keys in the live JWKS");
+    describe_histogram!(
+        UPSTREAM_DURATION,
+        Unit::Seconds,
+        "Time to the upstream response head, by rule"
+    );
+    describe_counter!(
+        UPSTREAM_REQUESTS,
+        "Upstream calls, by rule, credential and status (or error)"
+    );
+    describe_counter!(
+        RESPONSE_DENIED,
+        "Responses withheld by response_when, by rule"
+    );
+    describe_gauge!(IN_FLIGHT, "Requests being handled");
+}
