@@ -72,15 +72,13 @@ where
         let allowed = req
             .extensions()
             .get::<Arc<Snapshot>>()
-            .map(|s| {
+            .and_then(|s| {
                 let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
                 s.cors
                     .origins
-                    .iter()
-                    .any(|a| *a == o)
+                    .contains(&o)
                     .then(|| (s.cors.allow_headers.clone(), s.cors.max_age.clone()))
-            })
-            .unwrap_or(None);
+            });
         let Some((allow_headers, max_age)) = allowed else {
             let rid = request_id(&req);
             return Box::pin(async move { Ok(GatewayError::ForbiddenOrigin.into_response(&rid)) });

@@ -98,7 +98,8 @@ where
     let query = rule.authorize(rules.root(), &input)?;
 
     let (mut parts, body) = req.into_parts();
-    let body = if rule.has_body_rules() {
+    let rewrites = rule.rewrites_body(&method);
+    let body = if rewrites {
         let limit = usize::try_from(snapshot.config.server.max_request_body).unwrap_or(usize::MAX);
         let bytes = body::collect_limited(body, limit)
             .await
@@ -130,7 +131,7 @@ where
         credential: rule.credential,
         rule_name: rule.name.clone(),
         identity_encoding: rule.response_when.is_some() || cache_on,
-        body_rewritten: rule.has_body_rules(),
+        body_rewritten: rewrites,
     });
     let rsp = inner.call(Request::from_parts(parts, body)).await?;
 

@@ -380,9 +380,15 @@ impl Rule {
         })
     }
 
-    /// Whether the request body must be buffered and rewritten.
+    /// Whether the rule has `body_allow`/`body_set`.
     pub fn has_body_rules(&self) -> bool {
         self.body_allow.is_some() || !self.body_set.is_empty()
+    }
+
+    /// Whether a request with `method` must have its body buffered and rewritten: body rules
+    /// apply to the methods that carry a body (POST, PUT, PATCH).
+    pub fn rewrites_body(&self, method: &Method) -> bool {
+        self.has_body_rules() && matches!(*method, Method::POST | Method::PUT | Method::PATCH)
     }
 
     /// Checks `when`, applies `query_set`, checks `query_allow`. Returns the query to forward.
