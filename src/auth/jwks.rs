@@ -156,6 +156,12 @@ impl Jwks {
         }
     }
 
+    /// Installs a key set directly (embedding programs and benches; `serve` always fetches).
+    pub fn set_keys(&self, set: KeySet) {
+        self.keys.store(Arc::new(set));
+        self.ready.store(true, Ordering::Release);
+    }
+
     /// True once a key set has been fetched.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)

@@ -16,13 +16,13 @@ use std::sync::Arc;
 use http::HeaderMap;
 use http::header::AUTHORIZATION;
 
-/// A verified caller (or the anonymous one).
-#[derive(Debug, Clone)]
+/// A verified caller (or the anonymous one). Shared as `Arc<Principal>`.
+#[derive(Debug)]
 pub struct Principal {
     /// The token's `sub` (Person Uid); `None` for anonymous callers.
     pub sub: Option<Arc<str>>,
-    /// The verified payload as a CEL value (`{}` when anonymous).
-    pub claims: cel::Value,
+    /// The verified payload, ready for rule evaluation (`{}` when anonymous).
+    pub claims: crate::rules::expr::Claims,
     /// `exp`, seconds since the epoch (0 when anonymous).
     pub exp: u64,
     /// `nbf`, if present.
@@ -33,7 +33,7 @@ impl Principal {
     pub fn anonymous() -> Self {
         Self {
             sub: None,
-            claims: cel::Value::Map(std::collections::HashMap::<String, cel::Value>::new().into()),
+            claims: crate::rules::expr::Claims::empty(),
             exp: 0,
             nbf: None,
         }

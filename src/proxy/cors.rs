@@ -69,16 +69,13 @@ where
         let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
             return Box::pin(self.inner.call(req));
         };
-        let allowed = req
-            .extensions()
-            .get::<Arc<Snapshot>>()
-            .and_then(|s| {
-                let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
-                s.cors
-                    .origins
-                    .contains(&o)
-                    .then(|| (s.cors.allow_headers.clone(), s.cors.max_age.clone()))
-            });
+        let allowed = req.extensions().get::<Arc<Snapshot>>().and_then(|s| {
+            let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
+            s.cors
+                .origins
+                .contains(&o)
+                .then(|| (s.cors.allow_headers.clone(), s.cors.max_age.clone()))
+        });
         let Some((allow_headers, max_age)) = allowed else {
             let rid = request_id(&req);
             return Box::pin(async move { Ok(GatewayError::ForbiddenOrigin.into_response(&rid)) });

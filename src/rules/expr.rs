@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::common::ast::Expr as Ast;
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::{Context, Program, Value};
 
 use super::query::Query;
@@ -216,62 +218,131 @@ impl std::fmt::Debug for Root {
     }
 }
 
+/// A token's claims as a CEL value, converted once per verified token and then only borrowed
+/// by evaluations (converting a map per request would cost more than the evaluation).
+pub struct Claims(Box<dyn Val>);
+
+impl Claims {
+    pub fn from_json(claims: &serde_json::Value) -> Self {
+        Self(to_val(claims))
+    }
+
+    /// `{}`: the claims of an anonymous caller.
+    pub fn empty() -> Self {
+        Self::from_json(&serde_json::Value::Object(serde_json::Map::new()))
+    }
+}
+
+impl std::fmt::Debug for Claims {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Claims are user data: keep them out of Debug output (and so out of logs).
+        f.write_str("Claims(..)")
+    }
+}
+
+fn to_val(v: &serde_json::Value) -> Box<dyn Val> {
+    into_val(cel::to_value(v).unwrap_or(Value::Null))
+}
+
+fn into_val(value: Value) -> Box<dyn Val> {
+    let boxed: Result<Box<dyn Val>, _> = value.try_into();
+    boxed.unwrap_or_else(|_| Box::new(cel::common::types::CelNull))
+}
+
+fn string_map<'a>(pairs: impl Iterator<Item = (String, &'a str)>) -> Box<dyn Val> {
+    let map: HashMap<String, Value> = pairs
+        .map(|(k, v)| (k, Value::String(Arc::new(v.to_string()))))
+        .collect();
+    into_val(Value::from(map))
+}
+
 /// The values a rule's expressions see for one request.
 pub struct Input<'a> {
-    pub claims: &'a Value,
+    pub claims: &'a Claims,
     pub params: &'a Params,
     pub query: &'a Query,
     pub method: &'a str,
 }
 
-impl Root {
-    /// An evaluation scope for one request. `with_path`/`with_query` skip building maps that
-    /// no expression of the rule reads.
-    pub fn scope<'r>(
-        &'r self,
-        input: &Input<'_>,
-        with_path: bool,
-        with_query: bool,
-    ) -> Context<'r, 'static> {
-        let mut ctx = self.0.new_inner_scope();
-        ctx.add_variable_from_value("claims", input.claims.clone());
-        ctx.add_variable_from_value("method", Value::String(Arc::new(input.method.to_string())));
-        if with_path {
-            let map: HashMap<String, Value> = input
-                .params
-                .iter()
-                .map(|(k, v)| (k.to_string(), Value::String(Arc::new(v.clone()))))
-                .collect();
-            ctx.add_variable_from_value("path", map);
-        }
-        if with_query {
-            let map: HashMap<String, Value> = input
-                .query
-                .first_values_lowercase()
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(Arc::new(v))))
-                .collect();
-            ctx.add_variable_from_value("query", map);
-        }
-        ctx
+/// The variables of one evaluation, lent to the interpreter without copies.
+struct Vars<'a> {
+    claims: &'a (dyn Val + 'static),
+    method: Box<dyn Val>,
+    path: Option<Box<dyn Val>>,
+    query: Option<Box<dyn Val>>,
+    response: Option<Box<dyn Val>>,
+}
+
+impl VariableResolver for Vars<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        let v: &'b (dyn Val + 'static) = match variable {
+            "claims" => self.claims,
+            "method" => self.method.as_ref(),
+            "path" => self.path.as_deref()?,
+            "query" => self.query.as_deref()?,
+            "response" => self.response.as_deref()?,
+            _ => return None,
+        };
+        Some(CowVal::Borrowed(v))
     }
 }
 
-/// Converts verified JSON claims to a CEL value (done once per verified token).
-pub fn claims_value(claims: &serde_json::Value) -> Value {
-    cel::to_value(claims).unwrap_or(Value::Null)
+/// Which variables to build for an evaluation (the rest are never read).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    pub path: bool,
+    pub query: bool,
 }
 
-/// Converts a JSON response body to a CEL value for `response_when`.
-pub fn json_value(v: &serde_json::Value) -> Value {
-    cel::to_value(v).unwrap_or(Value::Null)
+impl Root {
+    /// Runs `f` in an evaluation scope for one request. `response` is bound as `response`.
+    pub fn with_scope<R>(
+        &self,
+        input: &Input<'_>,
+        needs: Needs,
+        response: Option<&serde_json::Value>,
+        f: impl FnOnce(&Context<'_, '_>) -> R,
+    ) -> R {
+        let vars = Vars {
+            claims: input.claims.0.as_ref(),
+            method: Box::new(cel::common::types::CelString::from(
+                input.method.to_string(),
+            )),
+            path: needs.path.then(|| {
+                string_map(
+                    input
+                        .params
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.as_str())),
+                )
+            }),
+            query: needs.query.then(|| {
+                let first = input.query.first_values_lowercase();
+                let map: HashMap<String, Value> = first
+                    .into_iter()
+                    .map(|(k, v)| (k, Value::String(Arc::new(v))))
+                    .collect();
+                into_val(Value::from(map))
+            }),
+            response: response.map(to_val),
+        };
+        let root: &Context<'_, '_> = &self.0;
+        let mut ctx = root.new_inner_scope();
+        ctx.set_variable_resolver(&vars);
+        f(&ctx)
+    }
+}
+
+/// Converts verified JSON claims for evaluation (done once per verified token).
+pub fn claims_value(claims: &serde_json::Value) -> Claims {
+    Claims::from_json(claims)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn input_claims() -> Value {
+    fn input_claims() -> Claims {
         claims_value(&serde_json::json!({
             "sub": "DQ2DyknW",
             "outseta:accountUid": "E9Ly3PWw",
@@ -292,26 +363,27 @@ mod tests {
             query: &query,
             method: "GET",
         };
-        let ctx = root.scope(&input, true, true);
+        root.with_scope(&input, Needs { path: true, query: true }, None, |ctx| {
         let e = Expr::compile(
             "path.uid == claims.sub && claims['outseta:isPrimary'] == '1' && query.fields == '*' && method == 'GET'",
             Site::Request,
             &["uid"],
         )
         .unwrap();
-        assert_eq!(e.eval_bool(&ctx), Ok(true));
+        assert_eq!(e.eval_bool(ctx), Ok(true));
         let e = Expr::compile("claims['outseta:planUid'] == 'x'", Site::Request, &[]).unwrap();
         assert!(
-            e.eval_bool(&ctx).is_err(),
+            e.eval_bool(ctx).is_err(),
             "missing claim is an error, i.e. deny"
         );
         let e = Expr::compile("claims['outseta:accountUid']", Site::Request, &[]).unwrap();
-        assert_eq!(e.eval_query_value(&ctx).as_deref(), Ok("E9Ly3PWw"));
+        assert_eq!(e.eval_query_value(ctx).as_deref(), Ok("E9Ly3PWw"));
         let e = Expr::compile("{'Uid': claims.sub}", Site::Request, &[]).unwrap();
         assert_eq!(
-            e.eval_json(&ctx),
+            e.eval_json(ctx),
             Ok(serde_json::json!({"Uid": "DQ2DyknW"}))
         );
+        });
     }
 
     #[test]

@@ -83,8 +83,7 @@ pub struct Rule {
     pub body_set: Vec<(String, Expr)>,
     pub response_when: Option<Expr>,
     pub invalidates: Vec<PathTemplate>,
-    uses_path: bool,
-    uses_query: bool,
+    needs: expr::Needs,
 }
 
 /// Why a request (or response) was denied by its rule. Shown to the client as `detail`.
@@ -375,8 +374,10 @@ impl Rule {
             body_set,
             response_when,
             invalidates,
-            uses_path,
-            uses_query,
+            needs: expr::Needs {
+                path: uses_path,
+                query: uses_query,
+            },
         })
     }
 
@@ -393,34 +394,7 @@ impl Rule {
 
     /// Checks `when`, applies `query_set`, checks `query_allow`. Returns the query to forward.
     pub fn authorize(&self, root: &Root, input: &Input<'_>) -> Result<Query, Denial> {
-        let scope = root.scope(input, self.uses_path, self.uses_query);
-        if let Some(when) = &self.when {
-            match when.eval_bool(&scope) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(Denial::ConditionFalse {
-                        rule: self.name.clone(),
-                    });
-                }
-                Err(error) => {
-                    return Err(Denial::ConditionError {
-                        rule: self.name.clone(),
-                        error,
-                    });
-                }
-            }
-        }
-        let mut forced = Vec::with_capacity(self.query_set.len());
-        for (key, e) in &self.query_set {
-            let value = e
-                .eval_query_value(&scope)
-                .map_err(|error| Denial::ForcedValue {
-                    rule: self.name.clone(),
-                    key: key.clone(),
-                    error,
-                })?;
-            forced.push((key, value));
-        }
+        let forced = root.with_scope(input, self.needs, None, |scope| self.judge(scope))?;
         let mut query = input.query.clone();
         for (key, _) in &forced {
             query.remove(key);
@@ -439,6 +413,38 @@ impl Rule {
         Ok(query)
     }
 
+    /// `when`, then the forced query values.
+    fn judge(&self, scope: &cel::Context<'_, '_>) -> Result<Vec<(&String, String)>, Denial> {
+        if let Some(when) = &self.when {
+            match when.eval_bool(scope) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(Denial::ConditionFalse {
+                        rule: self.name.clone(),
+                    });
+                }
+                Err(error) => {
+                    return Err(Denial::ConditionError {
+                        rule: self.name.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        let mut forced = Vec::with_capacity(self.query_set.len());
+        for (key, e) in &self.query_set {
+            let value = e
+                .eval_query_value(scope)
+                .map_err(|error| Denial::ForcedValue {
+                    rule: self.name.clone(),
+                    key: key.clone(),
+                    error,
+                })?;
+            forced.push((key, value));
+        }
+        Ok(forced)
+    }
+
     /// Applies `body_allow`/`body_set` to a JSON object body.
     pub fn rewrite_body(
         &self,
@@ -446,18 +452,20 @@ impl Rule {
         input: &Input<'_>,
         body: &[u8],
     ) -> Result<bytes::Bytes, BodyOutcome> {
-        let scope = root.scope(input, self.uses_path, self.uses_query);
-        let mut set = Vec::with_capacity(self.body_set.len());
-        for (key, e) in &self.body_set {
-            let v = e.eval_json(&scope).map_err(|error| {
-                BodyOutcome::Denied(Denial::ForcedValue {
-                    rule: self.name.clone(),
-                    key: key.clone(),
-                    error,
-                })
-            })?;
-            set.push((key.clone(), v));
-        }
+        let set = root.with_scope(input, self.needs, None, |scope| {
+            let mut set = Vec::with_capacity(self.body_set.len());
+            for (key, e) in &self.body_set {
+                let v = e.eval_json(scope).map_err(|error| {
+                    BodyOutcome::Denied(Denial::ForcedValue {
+                        rule: self.name.clone(),
+                        key: key.clone(),
+                        error,
+                    })
+                })?;
+                set.push((key.clone(), v));
+            }
+            Ok(set)
+        })?;
         body::rewrite(body, self.body_allow.as_deref(), &set).map_err(|e| match e {
             body::BodyError::NotJsonObject => BodyOutcome::Invalid(e.to_string()),
             body::BodyError::KeyNotAllowed(key) => BodyOutcome::Denied(Denial::BodyNotAllowed {
@@ -477,9 +485,9 @@ impl Rule {
         let Some(check) = &self.response_when else {
             return Ok(());
         };
-        let mut scope = root.scope(input, self.uses_path, self.uses_query);
-        scope.add_variable_from_value("response", expr::json_value(response));
-        match check.eval_bool(&scope) {
+        match root.with_scope(input, self.needs, Some(response), |scope| {
+            check.eval_bool(scope)
+        }) {
             Ok(true) => Ok(()),
             Ok(false) => Err(Denial::ResponseFalse {
                 rule: self.name.clone(),

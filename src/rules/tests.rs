@@ -38,7 +38,7 @@ fn set() -> Arc<RuleSet> {
     Config::from_toml(RULES, "t").unwrap().rules
 }
 
-fn claims() -> cel::Value {
+fn claims() -> crate::rules::expr::Claims {
     claims_value(&serde_json::json!({"sub": "me", "outseta:accountUid": "acct"}))
 }
 
