@@ -76,8 +76,7 @@ where
                 let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
                 s.cors
                     .origins
-                    .iter()
-                    .any(|a| *a == o)
+                    .contains(&o)
                     .then(|| (s.cors.allow_headers.clone(), s.cors.max_age.clone()))
             })
             .unwrap_or(None);
