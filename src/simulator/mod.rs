@@ -21,8 +21,23 @@
 //!   admin lists return every customer's data, `fields` and filters behave like Outseta's.
 //! - Requests with the valid API key are limited to `rate`/s (burst `rate`) and answered 429
 //!   beyond it, without `Retry-After` (Outseta documents none).
-//! - Writes change the in-memory data; the data set is bounded (see [`store`]).
+//! - Writes change the in-memory data; the data set is bounded (see the `store` module).
 //! - The gateway never imports this module.
+//!
+//! # Choices where Outseta's behaviour is undocumented
+//! - 401 bodies are ASP.NET's `{"Message": "Authorization has been denied for this request."}`
+//!   with no `WWW-Authenticate`; 404/405 use the same `{"Message"}` shape; 429 carries no
+//!   `Retry-After`.
+//! - `POST /tokens` with bad credentials is 400 `text/plain` `invalid_grant`; a `grant_type`
+//!   other than `password` is 400 `unsupported_grant_type`; a wrong API key is 401.
+//! - `PUT /profile/password` answers 200 with an empty body (as the real client expects).
+//! - Filters on unknown properties are ignored (not 400); repeated query keys are joined
+//!   with `,` and then compared as one literal value; non-Uid strings compare
+//!   case-insensitively, Uids exactly; a bare reference in `fields` (`fields=Account`) reads
+//!   as `Account.*`; unselected lists under `*` are `null`.
+//! - Tokens last [`TOKEN_LIFETIME_SECS`] (Outseta's current `expires_in`), and are bound to
+//!   the person's first account.
+//! - Paths match case-insensitively with an optional trailing `/`, as ASP.NET routes.
 
 mod auth;
 mod handlers;

@@ -3,7 +3,7 @@
 //! support cases.
 //!
 //! # Guarantees
-//! - Uids are derived from fixed tags ([`uid_for`]), so they are the same on every run;
+//! - Uids are derived from fixed tags (`store::uid_for`), so they are the same on every run;
 //!   dates are relative to the start time.
 //! - Every person's password is [`PASSWORD`]; emails are `<firstname>@example.com`.
 //! - Every account has a current subscription and at least one invoice; Acme also has an
