@@ -1,6 +1,8 @@
 //! Command line (spec §2).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
@@ -40,6 +42,8 @@ pub enum Command {
     Check(ConfigArg),
     /// Print the decision for one request, offline.
     Explain(ExplainArgs),
+    /// Run the built-in Outseta simulator alone.
+    Simulate(SimulateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -56,4 +60,26 @@ pub struct ExplainArgs {
     pub method: String,
     /// Path and query, e.g. "/api/v1/crm/people/abc?fields=*".
     pub path_and_query: String,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SimulateArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8800")]
+    pub listen: SocketAddr,
+    /// API-key requests per second (burst of the same size) before 429; 0 disables the limit.
+    #[arg(long, default_value_t = 4)]
+    pub rate: u32,
+    /// Delay added to every response, e.g. "200ms".
+    #[arg(long, default_value = "0ms", value_parser = humantime::parse_duration)]
+    pub latency: Duration,
+    /// The API key the simulator accepts (`Authorization: Outseta KEY:SECRET`).
+    #[arg(long, default_value = "sim-key")]
+    pub api_key: String,
+    /// The API secret the simulator accepts.
+    #[arg(long, default_value = "sim-secret")]
+    pub api_secret: String,
+    /// Host used in the tokens' `iss` (http://HOST) and `aud` (HOST) [default: the listen address].
+    #[arg(long)]
+    pub host: Option<String>,
 }

@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod rules;
 pub mod server;
 pub mod shutdown;
+pub mod simulator;
 pub mod telemetry;
 pub mod upstream;
 

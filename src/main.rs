@@ -7,6 +7,7 @@ use clap::Parser;
 use outseta_gateway::cli::{Cli, Command};
 use outseta_gateway::config::{Config, secrets};
 use outseta_gateway::explain::{self, ClaimsFrom};
+use outseta_gateway::simulator::{self, SimOptions};
 use outseta_gateway::telemetry::{self, LogFormat};
 use outseta_gateway::{Options, app, shutdown};
 
@@ -89,6 +90,26 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     print!("{e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Simulate(a) => {
+            telemetry::init(format, "info");
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(simulator::run(SimOptions::from(&a))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: simulator: {e}");
                     ExitCode::FAILURE
                 }
             }
