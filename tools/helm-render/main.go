@@ -40,6 +40,7 @@ func main() {
 	namespace := flag.String("namespace", "default", "release namespace (.Release.Namespace)")
 	kubeVersion := flag.String("kube-version", "v1.33.0", "Kubernetes version for .Capabilities.KubeVersion")
 	notesFile := flag.String("notes", "", "also render the top chart's templates/NOTES.txt into this file")
+	strict := flag.Bool("strict", false, "fail on a missing map key (missingkey=error), as `helm lint --strict` renders")
 	flag.Var(&valueFiles, "f", "values file merged over values.yaml (repeatable, later wins)")
 	flag.Var(&valueFiles, "values", "same as -f")
 	flag.Var(&sets, "set", "helm-style key=value overrides, e.g. -set replicaCount=3,a.b=true (repeatable)")
@@ -91,7 +92,7 @@ func main() {
 		"Revision":  1,
 		"Service":   "Helm",
 	}
-	out, notes, err := render(ch, overrides, release, caps)
+	out, notes, err := render(ch, overrides, release, caps, *strict)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "Error: %s\n", err)
 		os.Exit(1)
@@ -555,9 +556,13 @@ type job struct {
 
 // render executes every template of the chart and its subcharts; it returns the manifests and
 // the top chart's rendered NOTES.txt ("" when it has none).
-func render(top *chart, overrides map[string]interface{}, release map[string]interface{}, caps *Capabilities) ([]output, string, error) {
+func render(top *chart, overrides map[string]interface{}, release map[string]interface{}, caps *Capabilities, strict bool) ([]output, string, error) {
 	root := template.New("gotpl")
-	root.Option("missingkey=zero")
+	if strict {
+		root.Option("missingkey=error")
+	} else {
+		root.Option("missingkey=zero")
+	}
 	root.Funcs(funcMap(root))
 
 	var jobs []job
@@ -717,7 +722,6 @@ func funcMap(root *template.Template) template.FuncMap {
 		if err != nil {
 			return "", err
 		}
-		t.Option("missingkey=zero")
 		name := "tpl"
 		if m, ok := data.(map[string]interface{}); ok {
 			if tm, ok := m["Template"].(map[string]interface{}); ok {

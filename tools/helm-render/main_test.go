@@ -6,6 +6,10 @@ import (
 )
 
 func renderTestdata(t *testing.T, overrides map[string]interface{}) ([]output, string, error) {
+	return renderTestdataMode(t, overrides, false)
+}
+
+func renderTestdataMode(t *testing.T, overrides map[string]interface{}, strict bool) ([]output, string, error) {
 	t.Helper()
 	ch, err := loadChart("testdata/parent")
 	if err != nil {
@@ -16,7 +20,7 @@ func renderTestdata(t *testing.T, overrides map[string]interface{}) ([]output, s
 		t.Fatal(err)
 	}
 	rel := map[string]interface{}{"Name": "rel", "Namespace": "ns", "IsInstall": true, "IsUpgrade": false, "Revision": 1, "Service": "Helm"}
-	return render(ch, overrides, rel, caps)
+	return render(ch, overrides, rel, caps, strict)
 }
 
 func TestRendersLikeHelm(t *testing.T) {
@@ -84,5 +88,12 @@ func TestFailIsReportedLikeHelm(t *testing.T) {
 func TestEmptyDocumentsAreDropped(t *testing.T) {
 	if docs := splitDocs("a: 1\n---\n# only a comment\n---\n\n"); len(docs) != 1 {
 		t.Fatalf("got %q", docs)
+	}
+}
+
+func TestStrictFailsOnMissingKeys(t *testing.T) {
+	_, _, err := renderTestdataMode(t, map[string]interface{}{}, true)
+	if err == nil || !strings.Contains(err.Error(), `map has no entry for key "nope"`) {
+		t.Fatalf("got %v", err)
 	}
 }
