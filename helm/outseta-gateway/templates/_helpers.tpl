@@ -50,7 +50,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- printf "%s@%s" $repo .Values.image.digest }}
 {{- else }}
 {{- $tag := .Values.image.tag }}
-{{- if and (not $tag) .Chart }}{{ $tag = .Chart.AppVersion }}{{ end }}
+{{- $chart := index . "Chart" }}
+{{- if and (not $tag) $chart }}{{ $tag = $chart.AppVersion }}{{ end }}
 {{- printf "%s:%s" $repo (required "image.tag (or image.digest) is required" $tag) }}
 {{- end }}
 {{- end }}
@@ -106,14 +107,14 @@ each with its own gateway), e.g. (dict "Values" .Values "Release" .Release "repl
 {{- fail (printf "outseta-gateway: mode must be \"deployment\" or \"sidecar\", got %q" (toString $v.mode)) }}
 {{- end }}
 {{- $cfg := required "outseta-gateway: config is required" $v.config }}
-{{- $ul := default dict $cfg.upstream_limit }}
-{{- $store := toString (default "memory" $ul.store) }}
-{{- $replicas := int (default 1 .replicas) }}
+{{- $ul := default dict (index $cfg "upstream_limit") }}
+{{- $store := toString (default "memory" (index $ul "store")) }}
+{{- $replicas := int (default 1 (index . "replicas")) }}
 {{- if and (gt $replicas 1) (ne $store "redis") }}
-{{- fail (printf "outseta-gateway: %d gateway replicas with config.upstream_limit.store = %q: %d in-memory budgets would multiply Outseta's 4 req/s limit (each replica would allow config.upstream_limit.rate = %q on its own). Set config.upstream_limit.store to \"redis\" and config.upstream_limit.redis_url so that all replicas share one budget, or run a single replica (replicaCount: 1, autoscaling.maxReplicas: 1)." $replicas $store $replicas (toString (default "4/s" $ul.rate))) }}
+{{- fail (printf "outseta-gateway: %d gateway replicas with config.upstream_limit.store = %q: %d in-memory budgets would multiply Outseta's 4 req/s limit (each replica would allow config.upstream_limit.rate = %q on its own). Set config.upstream_limit.store to \"redis\" and config.upstream_limit.redis_url so that all replicas share one budget, or run a single replica (replicaCount: 1, autoscaling.maxReplicas: 1)." $replicas $store $replicas (toString (default "4/s" (index $ul "rate")))) }}
 {{- end }}
 {{- if and (gt $replicas 1) (eq $store "redis") }}
-{{- $url := toString (default "redis://127.0.0.1:6379" $ul.redis_url) }}
+{{- $url := toString (default "redis://127.0.0.1:6379" (index $ul "redis_url")) }}
 {{- if regexMatch "^rediss?://([^@/]*@)?(127\\.[0-9.]+|localhost|\\[::1\\])(:[0-9]+)?(/.*)?$" $url }}
 {{- fail (printf "outseta-gateway: config.upstream_limit.redis_url = %q is a loopback address: every pod would have its own Redis, hence its own budget. Point it at a Redis shared by all %d replicas (the gateway reads the URL only from gateway.toml; redis.existingSecret does not replace it yet)." $url $replicas) }}
 {{- end }}
@@ -128,11 +129,11 @@ each with its own gateway), e.g. (dict "Values" .Values "Release" .Release "repl
 {{- if and $rule (not (include "outseta-gateway.apiSecretName" .)) }}
 {{- fail (printf "outseta-gateway: rule %q uses credential \"api_key\" (the default credential), so the gateway needs the Outseta API key: set outseta.existingSecret to a Secret with the keys %q and %q, or set outseta.apiKey and outseta.apiSecret (the chart then creates the Secret)." $rule $v.outseta.existingSecretKeys.apiKey $v.outseta.existingSecretKeys.apiSecret) }}
 {{- end }}
-{{- if not (kindIs "slice" (default list $cfg.rules)) }}
+{{- if not (kindIs "slice" (default list (index $cfg "rules"))) }}
 {{- fail "outseta-gateway: config.rules must be a list of maps" }}
 {{- end }}
 {{- range $k := list "listen" "admin_listen" }}
-{{- if hasKey (default dict $cfg.server) $k }}
+{{- if hasKey (default dict (index $cfg "server")) $k }}
 {{- fail (printf "outseta-gateway: config.server.%s is set by the chart; change containerPorts (and sidecar.listenAddress) instead" $k) }}
 {{- end }}
 {{- end }}
@@ -168,7 +169,7 @@ Whole seconds (rounded up) of a humantime duration string such as "25s", "1m 30s
 {{- define "outseta-gateway.preStopSleep" -}}
 {{- $s := int (default 0 .Values.preStopSleepSeconds) }}
 {{- $kube := "v1.30.0" }}
-{{- if .Capabilities }}{{ $kube = .Capabilities.KubeVersion.Version }}{{ end }}
+{{- with index . "Capabilities" }}{{ $kube = .KubeVersion.Version }}{{ end }}
 {{- if and (gt $s 0) (semverCompare ">=1.30-0" $kube) }}{{ $s }}{{ else }}0{{ end }}
 {{- end }}
 
@@ -178,11 +179,12 @@ terminationGracePeriodSeconds: the preStop sleep, then the gateway's own drain
 drain that is still within its grace.
 */}}
 {{- define "outseta-gateway.terminationGracePeriodSeconds" -}}
-{{- if not (kindIs "invalid" .Values.terminationGracePeriodSeconds) }}
-{{- int .Values.terminationGracePeriodSeconds }}
+{{- $fixed := index .Values "terminationGracePeriodSeconds" }}
+{{- if not (kindIs "invalid" $fixed) }}
+{{- int $fixed }}
 {{- else }}
 {{- $grace := "25s" }}
-{{- with .Values.config.server }}{{ with .shutdown_grace }}{{ $grace = . }}{{ end }}{{ end }}
+{{- with index .Values.config "server" }}{{ with index . "shutdown_grace" }}{{ $grace = . }}{{ end }}{{ end }}
 {{- $drain := int (include "outseta-gateway.durationSeconds" $grace) }}
 {{- add (int (include "outseta-gateway.preStopSleep" .)) $drain (int (default 0 .Values.terminationGraceMarginSeconds)) }}
 {{- end }}
@@ -266,25 +268,25 @@ deployment: 0.0.0.0 for both; sidecar: the HTTP port on sidecar.listenAddress (l
 {{- $cfg := $v.config }}
 {{- $listenHost := "0.0.0.0" }}
 {{- if eq $v.mode "sidecar" }}{{ $listenHost = $v.sidecar.listenAddress }}{{ end }}
-{{- $server := merge (dict "listen" (printf "%s:%d" $listenHost (int $v.containerPorts.http)) "admin_listen" (printf "0.0.0.0:%d" (int $v.containerPorts.admin))) (default dict $cfg.server) -}}
+{{- $server := merge (dict "listen" (printf "%s:%d" $listenHost (int $v.containerPorts.http)) "admin_listen" (printf "0.0.0.0:%d" (int $v.containerPorts.admin))) (default dict (index $cfg "server")) -}}
 # gateway.toml rendered by the outseta-gateway Helm chart from `config` in its values.
 # Edit the values, not this file: `helm upgrade` rewrites it (and rolls the pods).
 
-{{ include "outseta-gateway.toml.table" (dict "name" "outseta" "values" $cfg.outseta) }}
+{{ include "outseta-gateway.toml.table" (dict "name" "outseta" "values" (index $cfg "outseta")) }}
 
 {{ include "outseta-gateway.toml.table" (dict "name" "server" "values" $server) }}
 
-{{ include "outseta-gateway.toml.table" (dict "name" "auth" "values" $cfg.auth) }}
+{{ include "outseta-gateway.toml.table" (dict "name" "auth" "values" (index $cfg "auth")) }}
 
-{{ include "outseta-gateway.toml.table" (dict "name" "cache" "values" $cfg.cache) }}
+{{ include "outseta-gateway.toml.table" (dict "name" "cache" "values" (index $cfg "cache")) }}
 
-{{ include "outseta-gateway.toml.table" (dict "name" "upstream_limit" "values" $cfg.upstream_limit) }}
+{{ include "outseta-gateway.toml.table" (dict "name" "upstream_limit" "values" (index $cfg "upstream_limit")) }}
 
-{{ include "outseta-gateway.toml.table" (dict "name" "user_limit" "values" $cfg.user_limit) }}
+{{ include "outseta-gateway.toml.table" (dict "name" "user_limit" "values" (index $cfg "user_limit")) }}
 
-{{ include "outseta-gateway.toml.table" (dict "name" "cors" "values" $cfg.cors) }}
+{{ include "outseta-gateway.toml.table" (dict "name" "cors" "values" (index $cfg "cors")) }}
 {{- $order := list "name" "methods" "path" "when" "auth" "credential" "cache" "query_allow" "query_set" "body_allow" "body_set" "response_when" "invalidates" }}
-{{- range $i, $r := default list $cfg.rules }}
+{{- range $i, $r := default list (index $cfg "rules") }}
 {{- if not (kindIs "map" $r) }}{{ fail (printf "outseta-gateway: config.rules[%d] must be a map" $i) }}{{ end }}
 {{- $keys := $order }}
 {{- range $k := keys $r | sortAlpha }}{{ if not (has $k $order) }}{{ $keys = append $keys $k }}{{ end }}{{ end }}
@@ -330,7 +332,7 @@ native sidecar under initContainers, Kubernetes >= 1.29).
 - name: outseta-gateway
   image: {{ include "outseta-gateway.image" . | quote }}
   imagePullPolicy: {{ $v.image.pullPolicy }}
-  {{- if .native }}
+  {{- if index . "native" }}
   restartPolicy: Always
   {{- end }}
   args: ["serve"]
