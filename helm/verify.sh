@@ -89,10 +89,10 @@ have_go || apt_install golang-go golang-github-masterminds-sprig-dev golang-gopk
 RENDER=""
 if have_go; then
   export GOCACHE="${GOCACHE:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/go-build}"
-  if (cd "$ROOT/tools/helm-render" && GO111MODULE=off GOPATH="$GOSRC" GOFLAGS= go build -o "$WORK/helm-render" .) >"$WORK/go-build.log" 2>&1; then
+  if (cd "$ROOT/tools/helm-render" && GO111MODULE=off GOPATH="$GOSRC" GOFLAGS='' go build -o "$WORK/helm-render" .) >"$WORK/go-build.log" 2>&1; then
     RENDER="$WORK/helm-render"
     echo "helm-render: built with $(go version)"
-    if (cd "$ROOT/tools/helm-render" && GO111MODULE=off GOPATH="$GOSRC" GOFLAGS= go test -count=1 .) >"$WORK/go-test.log" 2>&1; then
+    if (cd "$ROOT/tools/helm-render" && GO111MODULE=off GOPATH="$GOSRC" GOFLAGS='' go test -count=1 .) >"$WORK/go-test.log" 2>&1; then
       pass "helm-render self-test (go test: helm's values typing, include/tpl/required/lookup, subcharts, fail)"
     else
       fail "helm-render self-test (go test):"
@@ -155,9 +155,8 @@ for line in open(os.path.join(root, ".dockerignore")):
     rx = ""
     i = 0
     while i < len(p):
-        if p.startswith("**", i):
-            rx += ".*"; i += 2
-            if p.startswith("/", i): i += 1; rx += "(?:/)?" if False else ""
+        if p.startswith("**/", i): rx += "(?:.*/)?"; i += 3
+        elif p.startswith("**", i): rx += ".*"; i += 2
         elif p[i] == "*": rx += "[^/]*"; i += 1
         elif p[i] == "?": rx += "[^/]"; i += 1
         else: rx += re.escape(p[i]); i += 1
@@ -205,10 +204,10 @@ yaml_get() { "$PY" -c 'import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); 
 if [ "$HAVE_PY" = 1 ]; then
   app=$(yaml_get "$CHART/Chart.yaml" appVersion)
   tag=$(yaml_get "$CHART/values.yaml" image tag)
-  [ "$app" = "$tag" ] && pass "values image.tag = Chart appVersion ($app)" || fail "values image.tag ($tag) != Chart appVersion ($app)"
+  if [ "$app" = "$tag" ]; then pass "values image.tag = Chart appVersion ($app)"; else fail "values image.tag ($tag) != Chart appVersion ($app)"; fi
   ver=$(yaml_get "$CHART/Chart.yaml" version)
   dep=$("$PY" -c 'import sys, yaml; print([d["version"] for d in yaml.safe_load(open(sys.argv[1]))["dependencies"] if d["name"] == "outseta-gateway"][0])' "$EXAMPLE/Chart.yaml")
-  [ "$ver" = "$dep" ] && pass "examples/sidecar depends on chart version $ver" || fail "examples/sidecar depends on $dep, chart is $ver"
+  if [ "$ver" = "$dep" ]; then pass "examples/sidecar depends on chart version $ver"; else fail "examples/sidecar depends on $dep, chart is $ver"; fi
 fi
 
 if [ -z "$RENDER" ]; then
@@ -232,7 +231,7 @@ validate() {
   local gw=()
   [ -n "$GATEWAY_BIN" ] && gw=(--gateway-bin "$GATEWAY_BIN")
   if "$PY" "$ROOT/helm/verify_manifests.py" --manifest "$WORK/$name.yaml" --kube-version "$kube" ${gw[@]+"${gw[@]}"} "$@" >"$WORK/$name.check" 2>&1; then
-    pass "$what: $(tail -n1 "$WORK/$name.check")"
+    pass "$what ($(tail -n1 "$WORK/$name.check" | sed -e "s/ passed, 0 failed//") checks)"
   else
     fail "$what:"
     grep -v '^  [0-9]* resources:' "$WORK/$name.check" | sed 's/^/      /'
