@@ -1,0 +1,1 @@
+{{- define "parent.greet" -}}greet {{ . }}{{- end }}
