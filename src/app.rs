@@ -63,6 +63,8 @@ pub struct Bound {
     verifier: Arc<Verifier>,
     forward: Forward,
     refresh_every: Duration,
+    config_path: Option<std::path::PathBuf>,
+    api_key_present: bool,
 }
 
 impl std::fmt::Debug for Bound {
@@ -119,6 +121,8 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
         config.auth.jwks_refresh,
     ));
     let refresh_every = config.auth.jwks_refresh;
+    let config_path = config.path.clone();
+    let api_key_present = opts.api.is_some();
     let config = Arc::new(config);
     let live = Arc::new(Live::new(Snapshot::new(config)));
     let health = Arc::new(Health::new(jwks.clone()));
@@ -134,6 +138,8 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
         verifier,
         forward,
         refresh_every,
+        config_path,
+        api_key_present,
     })
 }
 
@@ -164,6 +170,12 @@ impl Bound {
         drop(snapshot);
 
         let refresher = tokio::spawn(self.jwks.clone().run_refresher(self.refresh_every));
+        // Reload on SIGHUP or a change of the file (only when the config came from a file).
+        let reloader = self.config_path.clone().map(|path| {
+            tokio::spawn(
+                crate::reload::Reloader::new(path, self.live.clone(), self.api_key_present).run(),
+            )
+        });
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let admin = tokio::spawn(admin::serve(self.admin, self.health.clone(), async move {
             let _ = admin_stop_rx.await;
@@ -183,6 +195,9 @@ impl Bound {
         };
         server::serve(self.listener, svc, limits, shutdown, grace).await;
         refresher.abort();
+        if let Some(r) = reloader {
+            r.abort();
+        }
         let _ = admin_stop_tx.send(());
         let _ = admin.await;
         tracing::info!("stopped");

@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod explain;
 pub mod proxy;
+pub mod reload;
 pub mod rules;
 pub mod server;
 pub mod shutdown;

@@ -9,7 +9,11 @@
 use std::process::Command;
 
 fn have(cmd: &str, args: &[&str]) -> bool {
-    Command::new(cmd).args(args).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 #[test]
@@ -20,7 +24,9 @@ fn dockerfile_and_helm_chart_verify() {
         && have("python3", &["-c", "import kubernetes_validate, yaml"])
         && std::path::Path::new("/usr/share/gocode/src/github.com/Masterminds/sprig").exists();
     if !tools && !require_all {
-        eprintln!("SKIP ########## deploy checks: go + sprig, hadolint or kubernetes-validate missing (run .ci/run or REQUIRE_ALL=1 to install) ##########");
+        eprintln!(
+            "SKIP ########## deploy checks: go + sprig, hadolint or kubernetes-validate missing (run .ci/run or REQUIRE_ALL=1 to install) ##########"
+        );
         return;
     }
     let root = env!("CARGO_MANIFEST_DIR");
@@ -30,7 +36,11 @@ fn dockerfile_and_helm_chart_verify() {
         .env("REQUIRE_ALL", if require_all { "1" } else { "0" })
         .output()
         .expect("run helm/verify.sh");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     println!("{text}");
     assert!(out.status.success(), "helm/verify.sh failed:\n{text}");
     assert!(text.contains(" passed, 0 failed"), "{text}");

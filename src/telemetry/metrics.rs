@@ -16,6 +16,7 @@ pub const UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
 pub const UPSTREAM_REQUESTS: &str = "gateway_upstream_requests_total";
 pub const RESPONSE_DENIED: &str = "gateway_response_denied_total";
 pub const IN_FLIGHT: &str = "gateway_requests_in_flight";
+pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
 
 const BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -75,4 +76,5 @@ fn describe() {
         "Responses withheld by response_when, by rule"
     );
     describe_gauge!(IN_FLIGHT, "Requests being handled");
+    describe_counter!(CONFIG_RELOADS, "Configuration reload attempts, by result");
 }
