@@ -130,12 +130,7 @@ impl Reloader {
                 }
                 Some(()) = rx.recv() => {
                     // Debounce: wait until the file has been quiet for DEBOUNCE.
-                    loop {
-                        match tokio::time::timeout(DEBOUNCE, rx.recv()).await {
-                            Ok(Some(())) => continue,
-                            _ => break,
-                        }
-                    }
+                    while let Ok(Some(())) = tokio::time::timeout(DEBOUNCE, rx.recv()).await {}
                     self.reload(false).await;
                 }
             }
