@@ -16,7 +16,7 @@ fn main() -> ExitCode {
     let format = cli.log_format.unwrap_or_else(LogFormat::detect);
     match cli.command {
         Command::Serve(c) => {
-            telemetry::init(format, "info");
+            let _log = telemetry::init(format, "info");
             let config = match Config::load(&c.path) {
                 Ok(c) => c,
                 Err(e) => {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Check(c) => {
-            telemetry::init(format, "warn");
+            let _log = telemetry::init(format, "warn");
             match Config::load(&c.path) {
                 Ok(config) => {
                     for w in &config.warnings {
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Simulate(a) => {
-            telemetry::init(format, "info");
+            let _log = telemetry::init(format, "info");
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -115,7 +115,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Explain(a) => {
-            telemetry::init(format, "warn");
+            let _log = telemetry::init(format, "warn");
             let config = match Config::load(&a.config.path) {
                 Ok(c) => c,
                 Err(e) => {
