@@ -17,7 +17,7 @@
 
 mod banner;
 
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -85,18 +85,21 @@ pub fn load_config(file: Option<&std::path::Path>) -> Result<Config, ConfigError
 
 /// Points `config` at `sim`: upstream, JWKS URL, issuer and audience; drops the warnings
 /// about the file's own (plain http) simulator URLs.
+#[allow(clippy::expect_used)] // `http://` + a SocketAddr (+ a fixed path) is always a valid URI
 pub fn point_at(config: &mut Config, sim: &Simulator) {
-    let base = sim.base_url();
-    config.outseta.upstream = base
+    config.outseta.upstream = sim
+        .base_url()
         .parse::<Uri>()
-        .unwrap_or_else(|_| Uri::from_static("/"));
+        .expect("http://<socket address> is a URI");
     config.outseta.jwks_url = sim
         .jwks_url()
         .parse::<Uri>()
-        .unwrap_or_else(|_| Uri::from_static("/"));
+        .expect("http://<socket address>/.well-known/jwks is a URI");
     config.outseta.issuer = sim.issuer();
     config.outseta.audience = sim.audience();
-    config.warnings.retain(|w| !w.contains("http://"));
+    config
+        .warnings
+        .retain(|w| !(w.starts_with("[outseta]") && w.contains("http://")));
 }
 
 /// A demo user: a seeded person and a token minted at start.
@@ -292,7 +295,6 @@ async fn wait_ready(admin: SocketAddr) -> Result<(), DemoError> {
 pub async fn run(config: Config, listen: Listen, config_name: &str) -> Result<(), DemoError> {
     let demo = start(config, listen).await?;
     print!("{}", banner(&demo, config_name));
-    use std::io::Write as _;
     let _ = io::stdout().flush();
     tracing::info!(gateway = %demo.gateway, simulator = %demo.simulator, "demo ready");
     crate::shutdown::signal().await;
