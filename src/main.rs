@@ -9,7 +9,7 @@ use outseta_gateway::config::{Config, secrets};
 use outseta_gateway::explain::{self, ClaimsFrom};
 use outseta_gateway::simulator::{self, SimOptions};
 use outseta_gateway::telemetry::{self, LogFormat};
-use outseta_gateway::{Options, app, shutdown};
+use outseta_gateway::{Options, app, demo, shutdown};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -110,6 +110,41 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: simulator: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Demo(a) => {
+            telemetry::init(format, "info");
+            let config = match demo::load_config(a.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let name = a.config.as_ref().map_or_else(
+                || "config/demo.toml (built in)".to_owned(),
+                |p| p.display().to_string(),
+            );
+            let listen = a.listen.map_or(
+                demo::Listen::Preferred(demo::DEFAULT_LISTEN),
+                demo::Listen::Exactly,
+            );
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(demo::run(config, listen, &name)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: demo: {e}");
                     ExitCode::FAILURE
                 }
             }
