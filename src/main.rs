@@ -115,7 +115,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Demo(a) => {
-            telemetry::init(format, "info");
+            let _log = telemetry::init(format, "info");
             let config = match demo::load_config(a.config.as_deref()) {
                 Ok(c) => c,
                 Err(e) => {
