@@ -4,7 +4,7 @@
 //! removed) minus `Content-Length`, which the server recomputes from the exact body. The body
 //! is a `Bytes`, shared by every response built from the entry.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -39,6 +39,9 @@ pub struct Entry {
     /// Visible to lookups. Set by the store once it has checked that no invalidation raced the
     /// fetch (see `store.rs`); entries built only for followers stay unarmed.
     armed: AtomicBool,
+    /// No background refresh before this age (milliseconds): set after a failed refresh so a
+    /// failing upstream is not called once per stale-served request.
+    refresh_after_ms: AtomicU64,
 }
 
 impl Entry {
@@ -60,6 +63,7 @@ impl Entry {
             keep,
             id,
             armed: AtomicBool::new(false),
+            refresh_after_ms: AtomicU64::new(0),
         }
     }
 
@@ -73,6 +77,17 @@ impl Entry {
 
     pub fn age(&self, now: Instant) -> Duration {
         now.saturating_duration_since(self.stored_at)
+    }
+
+    /// Whether a background refresh may start at `now`.
+    pub fn may_refresh(&self, now: Instant) -> bool {
+        millis(self.age(now)) >= self.refresh_after_ms.load(Ordering::Relaxed)
+    }
+
+    /// No background refresh for `pause` from `now` (after one failed).
+    pub fn hold_refresh(&self, now: Instant, pause: Duration) {
+        self.refresh_after_ms
+            .store(millis(self.age(now) + pause), Ordering::Relaxed);
     }
 
     /// The store weight of this entry under `key_len`: key + headers + body + bookkeeping.
@@ -94,6 +109,10 @@ impl Entry {
         h.insert(CACHE_STATUS, cache_status);
         rsp
     }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Weight of an entry with this key length, headers and body length, in bytes.
@@ -157,5 +176,22 @@ mod tests {
         assert_eq!(r.headers()[header::AGE], "2");
         assert_eq!(r.headers()[CACHE_STATUS], "outseta-gateway; hit; ttl=1");
         assert!(!e.is_armed());
+    }
+
+    #[test]
+    fn refresh_hold() {
+        let e = Entry::new(
+            StatusCode::OK,
+            HeaderMap::new(),
+            Bytes::new(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            1,
+        );
+        let t = e.stored_at + Duration::from_secs(2);
+        assert!(e.may_refresh(t));
+        e.hold_refresh(t, Duration::from_secs(1));
+        assert!(!e.may_refresh(t + Duration::from_millis(999)));
+        assert!(e.may_refresh(t + Duration::from_secs(1)));
     }
 }

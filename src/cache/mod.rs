@@ -86,3 +86,6 @@ impl ResponseCache {
         })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -192,8 +192,10 @@ where
     if let Some(e) = found {
         match classify(&e, now, windows) {
             Freshness::Revalidate => {
-                if let Some(leader) = ctx.cache.locks.try_lead(key.as_str()) {
-                    spawn_refresh(ctx.background(), inner, req, leader, key);
+                if e.may_refresh(now)
+                    && let Some(leader) = ctx.cache.locks.try_lead(key.as_str())
+                {
+                    spawn_refresh(ctx.background(), inner, req, leader, key, e.clone());
                 }
                 return Ok(ctx.serve_stale(&e, StaleReason::Revalidating));
             }
@@ -398,9 +400,20 @@ where
     }
 }
 
-/// Refreshes a stale entry in the background, through the same inner service as any call.
-fn spawn_refresh<S>(ctx: Ctx, inner: S, req: Request<Body>, leader: Leader, key: CacheKey)
-where
+/// After a background refresh that did not store, the stale entry is not refreshed again for
+/// this long: a failing upstream must not be called once per stale-served request.
+const REFRESH_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Refreshes the stale entry `old` in the background, through the same inner service as any
+/// call (so it pays the shared budget).
+fn spawn_refresh<S>(
+    ctx: Ctx,
+    inner: S,
+    req: Request<Body>,
+    leader: Leader,
+    key: CacheKey,
+    old: Arc<Entry>,
+) where
     S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
     S::Future: Send + 'static,
 {
@@ -439,6 +452,9 @@ where
                 if stored { "stored" } else { "not_stored" }
             }
         };
+        if outcome != "stored" {
+            old.hold_refresh(Instant::now(), REFRESH_BACKOFF);
+        }
         metrics::counter!(m::CACHE_REFRESHES, "rule" => ctx.rule_name.clone(), "result" => outcome)
             .increment(1);
     });
