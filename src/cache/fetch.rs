@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use http::Response;
 
 use super::buffer::{self, Buffered, ReadError};
@@ -46,7 +47,7 @@ pub async fn settle(
     };
     let (parts, body) = rsp.into_parts();
     let storable = control::storable(parts.status, &parts.headers);
-    let head = entry::weight(key_len, &parts.headers, 0);
+    let head = entry::weight(key_len, parts.headers.iter(), 0);
     let limit = store.max_entry().saturating_sub(head);
     if buffer::content_length(&parts.headers).is_some_and(|n| n > limit) {
         return Fetched::Streamed(Response::from_parts(parts, body));
@@ -59,9 +60,17 @@ pub async fn settle(
         )),
         Ok(Buffered::TooLarge(body)) => Fetched::Streamed(Response::from_parts(parts, body)),
         Ok(Buffered::Full(bytes)) => {
+            // A body that may be stored gets an exactly-sized buffer of its own: a single
+            // frame from hyper is a slice of the connection's read buffer (headers are copied
+            // by `Entry::new` for the same reason). What only followers see is used as it is.
+            let bytes = if storable.is_ok() {
+                Bytes::copy_from_slice(&bytes)
+            } else {
+                bytes
+            };
             let e = Entry::new(
                 parts.status,
-                parts.headers,
+                &parts.headers,
                 bytes,
                 life.ttl,
                 life.ttl + life.stale_window,

@@ -222,7 +222,7 @@ mod tests {
     fn entry() -> Arc<Entry> {
         Arc::new(Entry::new(
             StatusCode::OK,
-            HeaderMap::new(),
+            &HeaderMap::new(),
             Bytes::from_static(b"x"),
             Duration::from_secs(1),
             Duration::from_secs(1),

@@ -134,7 +134,8 @@ where
         if let Some(targets) = targets
             && rsp.status().is_success()
         {
-            cache.store.invalidate_paths(&targets).await;
+            // Boxed, like the miss path below: it keeps the hit path's future small.
+            Box::pin(cache.store.invalidate_paths(&targets)).await;
         }
         if ttl.is_some() {
             let status = CacheStatus::Bypass(BypassReason::Method);
@@ -208,7 +209,9 @@ where
         req.extensions_mut()
             .insert(StaleFallback { age: e.age(now) });
     }
-    miss(&ctx, inner, req, key, stale).await
+    // Boxed: the miss path (lock, fetch, buffer, store) is a large state machine, and
+    // inlining it would make every hit allocate and move it.
+    Box::pin(miss(&ctx, inner, req, key, stale)).await
 }
 
 /// What the miss path needs once the snapshot is let go.

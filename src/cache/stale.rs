@@ -93,7 +93,7 @@ mod tests {
     use http::{HeaderMap, StatusCode};
 
     fn entry(ttl: Duration) -> Entry {
-        Entry::new(StatusCode::OK, HeaderMap::new(), Bytes::new(), ttl, ttl, 1)
+        Entry::new(StatusCode::OK, &HeaderMap::new(), Bytes::new(), ttl, ttl, 1)
     }
 
     const W: Windows = Windows {

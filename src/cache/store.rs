@@ -394,7 +394,7 @@ mod tests {
     fn entry(store: &Store, body: usize, ttl: Duration) -> Arc<Entry> {
         Arc::new(Entry::new(
             StatusCode::OK,
-            HeaderMap::new(),
+            &HeaderMap::new(),
             Bytes::from(vec![b'x'; body]),
             ttl,
             ttl * 2,
@@ -524,7 +524,7 @@ mod tests {
         let s = Store::new(1 << 20);
         let e = Arc::new(Entry::new(
             StatusCode::OK,
-            HeaderMap::new(),
+            &HeaderMap::new(),
             Bytes::from_static(b"x"),
             Duration::from_millis(10),
             Duration::from_millis(30),
