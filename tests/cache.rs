@@ -539,7 +539,7 @@ async fn a_stampede_on_a_cold_key_makes_one_upstream_call() {
         "{statuses:?}"
     );
     // Followers are woken with the leader, not polled (generous bound: debug build, 2 cores).
-    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
 }
 
 #[tokio::test]

@@ -256,10 +256,14 @@ mod tests {
             .map(|_| tokio::spawn(follower(locks.lock("k")).wait(soon())))
             .collect();
         assert_eq!(lead.followers(), 50);
+        tokio::time::sleep(Duration::from_millis(20)).await; // all are parked
+        let finished = Instant::now();
         lead.finish(entry());
         for w in waiters {
             assert!(matches!(w.await.unwrap(), Some(State::Done(_))));
         }
+        // Woken by the leader, not by a poll interval.
+        assert!(finished.elapsed() < Duration::from_millis(250));
         assert_eq!(locks.in_flight(), 0);
         // The next request leads again (the store answers it in practice).
         assert!(matches!(locks.lock("k"), Lock::Leader(_)));

@@ -4,7 +4,7 @@
 //! # Bounds
 //! - moka holds at most `max_size` bytes of weight (key + headers + body + bookkeeping, see
 //!   [`super::entry::weight`]); entries over `max_size / 16` are refused before insertion.
-//! - Each entry lives `ttl` plus the stale window (per-entry expiry, [`KeepFor`]).
+//! - Each entry lives `ttl` plus the stale window (per-entry expiry, `KeepFor`).
 //! - The path index holds exactly the keys moka holds: a key is indexed before it is inserted
 //!   and unindexed by the eviction listener, which matches on the entry id so a replaced
 //!   value never unindexes its successor.

@@ -105,6 +105,18 @@ async fn text(r: Response<Body>) -> String {
     String::from_utf8_lossy(&b).into_owned()
 }
 
+/// Waits until the stub has been called `n` times (the leader is upstream).
+async fn called(calls: &AtomicUsize, n: usize) {
+    let start = Instant::now();
+    while calls.load(Ordering::SeqCst) < n {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the stub was never called"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 fn busy() -> GatewayError {
     GatewayError::UpstreamBusy {
         retry_after: Duration::from_secs(2),
@@ -195,7 +207,7 @@ async fn a_failed_leader_does_not_poison_the_key() {
         })
     });
     let leader = tokio::spawn(svc.clone().oneshot(request(&snap, Duration::from_secs(5))));
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    called(&calls, 1).await;
     let followers: Vec<_> = (0..5)
         .map(|_| {
             let svc = svc.clone();
@@ -239,7 +251,7 @@ async fn a_cancelled_leader_hands_over() {
         })
     });
     let leader = tokio::spawn(svc.clone().oneshot(request(&snap, Duration::from_secs(5))));
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    called(&calls, 1).await;
     let follower = tokio::spawn(svc.oneshot(request(&snap, Duration::from_secs(5))));
     tokio::time::sleep(Duration::from_millis(10)).await;
     leader.abort();
@@ -270,7 +282,7 @@ async fn a_stuck_leader_holds_followers_only_until_their_deadline() {
     tokio::time::sleep(Duration::from_millis(60)).await;
     // The leader (call 1) never answers.
     let _stuck = tokio::spawn(svc.clone().oneshot(request(&snap, Duration::from_secs(30))));
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    called(&calls, 2).await;
     let start = Instant::now();
     let r = svc
         .oneshot(request(&snap, Duration::from_millis(100)))
@@ -289,14 +301,14 @@ async fn a_stuck_leader_without_stale_times_the_follower_out() {
     let snap = snapshot("0s");
     let cache = Arc::new(ResponseCache::new(1 << 20));
     let calls = Arc::new(AtomicUsize::new(0));
-    let svc = stack(cache, calls, |_, _| {
+    let svc = stack(cache, calls.clone(), |_, _| {
         Box::pin(async {
             std::future::pending::<()>().await;
             Ok(ok("unreachable"))
         })
     });
     let _stuck = tokio::spawn(svc.clone().oneshot(request(&snap, Duration::from_secs(30))));
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    called(&calls, 1).await;
     let r = svc.oneshot(request(&snap, Duration::from_millis(50))).await;
     assert!(matches!(r, Err(GatewayError::UpstreamTimeout)), "{r:?}");
 }
