@@ -625,3 +625,62 @@ async fn cache_metrics_are_exported() {
         assert!(text.contains(name), "{name} missing");
     }
 }
+
+/// The peer benchmark's S4 shape, in-process: 500 requests for one cold key on pre-opened
+/// connections, origin delay 200 ms. Reports latencies; run it on a quiet machine with
+/// `cargo test --release --test cache -- --ignored --nocapture s4`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "timing report, run on a quiet machine in release"]
+async fn s4_stampede_latency_report() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+
+    let env = Env::new(PLAIN).await;
+    env.mock.set_delay(Duration::from_millis(200));
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(1000)
+        .build_http();
+    let auth = env.auth("u1");
+    let fire = |path: String| {
+        let client = client.clone();
+        let uri: http::Uri = env.gw.url(&path).parse().unwrap();
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let req = http::Request::get(uri)
+                .header("authorization", auth)
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let rsp = client.request(req).await.unwrap();
+            let status = rsp.status().as_u16();
+            let _ = rsp.into_body().collect().await;
+            (status, start.elapsed())
+        })
+    };
+    // Open 500 connections (a warm key), so the stampede measures the gateway, not connects.
+    let warm: Vec<_> = (0..500)
+        .map(|_| fire("/api/v1/crm/people/u1".into()))
+        .collect();
+    for w in warm {
+        assert_eq!(w.await.unwrap().0, 200);
+    }
+    let tasks: Vec<_> = (0..500).map(|_| fire("/api/v1/slow/s4".into())).collect();
+    let mut lat = Vec::new();
+    for t in tasks {
+        let (status, d) = t.await.unwrap();
+        assert_eq!(status, 200);
+        lat.push(d);
+    }
+    lat.sort();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    eprintln!(
+        "S4 in-process: origin hits {}, p50 {:?}, p99 {:?}, max {:?}",
+        env.mock.hits("/api/v1/slow/s4"),
+        p(0.5),
+        p(0.99),
+        lat[lat.len() - 1]
+    );
+    assert_eq!(env.mock.hits("/api/v1/slow/s4"), 1);
+}
