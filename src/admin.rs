@@ -1,4 +1,5 @@
-//! The admin listener (spec §7): `/healthz`, `/readyz`, `/metrics`. Never the public port.
+//! The admin listener (spec §7): `/healthz`, `/readyz`, `/metrics`, `POST /cache/purge`.
+//! Never the public port.
 //!
 //! `/readyz` is 200 once the JWKS has been fetched and 503 while draining, with a JSON body
 //! saying which condition holds.
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::jwks::Jwks;
 use crate::body::{self, Body};
+use crate::cache::ResponseCache;
 use crate::telemetry::metrics;
 
 /// What readiness depends on.
@@ -78,10 +80,41 @@ pub fn handle(health: &Health, req: &Request<Incoming>) -> Response<Body> {
     }
 }
 
+/// `POST /cache/purge?prefix=/api/v1/crm/people`: drops every cached entry whose path is
+/// the prefix or lies under it (segment-wise, case-insensitively; `prefix=/` drops all).
+/// Answers `{"purged": <entries dropped>, "prefix": "..."}`.
+pub async fn purge<B>(cache: &ResponseCache, req: &Request<B>) -> Response<Body> {
+    if req.method() != Method::POST {
+        let mut rsp = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "application/json",
+            r#"{"error":"use POST"}"#,
+        );
+        rsp.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return rsp;
+    }
+    let prefix = form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "prefix")
+        .map(|(_, v)| v.into_owned());
+    let Some(prefix) = prefix.filter(|p| p.starts_with('/')) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "application/json",
+            r#"{"error":"prefix is required and must start with /"}"#,
+        );
+    };
+    let purged = cache.purge(&prefix).await;
+    tracing::info!(prefix = %prefix, purged, "cache purged");
+    let body = serde_json::json!({ "purged": purged, "prefix": prefix });
+    text(StatusCode::OK, "application/json", body.to_string())
+}
+
 /// Serves the admin endpoints until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     health: Arc<Health>,
+    cache: Arc<ResponseCache>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
@@ -95,9 +128,18 @@ pub async fn serve(
                     continue;
                 };
                 let health = health.clone();
+                let cache = cache.clone();
                 let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let rsp = handle(&health, &req);
-                    async move { Ok::<_, Infallible>(rsp) }
+                    let health = health.clone();
+                    let cache = cache.clone();
+                    async move {
+                        let rsp = if req.uri().path() == "/cache/purge" {
+                            purge(&cache, &req).await
+                        } else {
+                            handle(&health, &req)
+                        };
+                        Ok::<_, Infallible>(rsp)
+                    }
                 });
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc).into_owned());
                 tokio::spawn(async move { let _ = conn.await; });

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Health};
 use crate::auth::jwks::Jwks;
 use crate::auth::verify::Verifier;
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::config::secrets::ApiCredential;
 use crate::proxy::{
@@ -61,6 +62,7 @@ pub struct Bound {
     health: Arc<Health>,
     jwks: Arc<Jwks>,
     verifier: Arc<Verifier>,
+    cache: Arc<ResponseCache>,
     forward: Forward,
     refresh_every: Duration,
     config_path: Option<std::path::PathBuf>,
@@ -123,6 +125,8 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
     let refresh_every = config.auth.jwks_refresh;
     let config_path = config.path.clone();
     let api_key_present = opts.api.is_some();
+    // Built once: `max_size` takes effect at startup; the cache survives reloads.
+    let cache = Arc::new(ResponseCache::new(config.cache.max_size));
     let config = Arc::new(config);
     let live = Arc::new(Live::new(Snapshot::new(config)));
     let health = Arc::new(Health::new(jwks.clone()));
@@ -136,6 +140,7 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
         health,
         jwks,
         verifier,
+        cache,
         forward,
         refresh_every,
         config_path,
@@ -155,6 +160,11 @@ impl Bound {
     /// The live configuration (for reload).
     pub fn live(&self) -> Arc<Live> {
         self.live.clone()
+    }
+
+    /// The response cache (shared with the admin purge endpoint; tests inspect it).
+    pub fn cache(&self) -> Arc<ResponseCache> {
+        self.cache.clone()
     }
 
     /// Serves until `shutdown` resolves, then drains: `/readyz` turns 503, the listener
@@ -177,13 +187,20 @@ impl Bound {
             )
         });
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let admin = tokio::spawn(admin::serve(self.admin, self.health.clone(), async move {
-            let _ = admin_stop_rx.await;
-        }));
+        let cache_upkeep = self.cache.spawn_maintenance(Duration::from_secs(1));
+        let admin = tokio::spawn(admin::serve(
+            self.admin,
+            self.health.clone(),
+            self.cache.clone(),
+            async move {
+                let _ = admin_stop_rx.await;
+            },
+        ));
 
         let svc = proxy::stack(proxy::Parts {
             live: self.live.clone(),
             verifier: self.verifier,
+            cache: self.cache,
             forward: self.forward,
         });
         tracing::info!(listen = %self.addr, admin = %self.admin_addr, "outseta-gateway serving");
@@ -198,6 +215,7 @@ impl Bound {
         if let Some(r) = reloader {
             r.abort();
         }
+        cache_upkeep.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin.await;
         tracing::info!("stopped");

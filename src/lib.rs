@@ -3,7 +3,7 @@
 //!
 //! A browser sends its user's Outseta access token; the gateway verifies it ([`auth`]), applies
 //! the first matching rule ([`rules`], default deny), swaps in the server-side API key and
-//! forwards ([`proxy`]). The request path is composed once, in [`proxy::stack`].
+//! answers GETs from its cache ([`cache`]) or forwards ([`proxy`]). The request path is composed once, in [`proxy::stack`].
 //!
 //! The binary (`src/main.rs`) only parses the command line and calls into this library; tests
 //! and benches drive the same code through [`app::bind`].
@@ -17,6 +17,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod body;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderValue, Method};
 
@@ -36,6 +36,12 @@ pub struct Matched {
     pub path: CanonPath,
     pub query: Query,
 }
+
+/// When the request's `server.request_timeout` runs out. Inserted by `timeout`; read by the
+/// layers below that wait on something other than their own future (cache followers), so they
+/// can give up at the same instant rather than be dropped.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub Instant);
 
 /// The verified caller. Inserted by `authn`.
 #[derive(Debug, Clone)]

@@ -13,6 +13,7 @@
 //! | `timeout` | one deadline for auth (JWKS refetch), policy and upstream |
 //! | `authn` | the rule's `auth` mode decides whether a token is needed |
 //! | `policy` | needs the caller; runs before the cache so every answer is judged |
+//! | `cache` | after policy (the key is the judged upstream request; hits are judged too); coalesces misses, serves stale, invalidates after writes |
 //! | `forward` | terminal: credential swap and the upstream call |
 //!
 //! Layers talk only through the request-extension types of [`context`].
@@ -37,11 +38,13 @@ use tower::{Service, ServiceBuilder};
 
 use crate::auth::verify::Verifier;
 use crate::body::Body;
+use crate::cache::{CacheLayer, ResponseCache};
 
 /// What the stack is built from.
 pub struct Parts {
     pub live: Arc<snapshot::Live>,
     pub verifier: Arc<Verifier>,
+    pub cache: Arc<ResponseCache>,
     pub forward: forward::Forward,
 }
 
@@ -62,5 +65,6 @@ pub fn stack(
         .layer(timeout::RequestTimeoutLayer)
         .layer(authn::AuthnLayer::new(p.verifier))
         .layer(policy::PolicyLayer)
+        .layer(CacheLayer::new(p.cache))
         .service(p.forward)
 }

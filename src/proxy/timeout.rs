@@ -3,15 +3,19 @@
 //!
 //! # Position in the stack
 //! Right below routing (which loads the limits), above auth, policy and forwarding.
+//!
+//! The deadline is also put in the request's extensions ([`Deadline`]) for layers that wait
+//! on other requests' work (the cache's coalesced followers).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+use super::context::Deadline;
 use super::snapshot::Snapshot;
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -44,15 +48,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let limit = req
             .extensions()
             .get::<Arc<Snapshot>>()
             .map(|s| s.config.server.request_timeout)
             .unwrap_or(Duration::from_secs(30));
+        let deadline = Instant::now() + limit;
+        req.extensions_mut().insert(Deadline(deadline));
         let fut = self.inner.call(req);
         Box::pin(async move {
-            match tokio::time::timeout(limit, fut).await {
+            match tokio::time::timeout_at(deadline.into(), fut).await {
                 Ok(r) => r,
                 Err(_) => Err(GatewayError::UpstreamTimeout),
             }

@@ -17,6 +17,16 @@ pub const UPSTREAM_REQUESTS: &str = "gateway_upstream_requests_total";
 pub const RESPONSE_DENIED: &str = "gateway_response_denied_total";
 pub const IN_FLIGHT: &str = "gateway_requests_in_flight";
 pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
+pub const CACHE_HITS: &str = "gateway_cache_hits_total";
+pub const CACHE_MISSES: &str = "gateway_cache_misses_total";
+pub const CACHE_COLLAPSED: &str = "gateway_cache_collapsed_total";
+pub const CACHE_STALE: &str = "gateway_cache_stale_total";
+pub const CACHE_STORED: &str = "gateway_cache_stored_total";
+pub const CACHE_BYPASS: &str = "gateway_cache_bypass_total";
+pub const CACHE_REFRESHES: &str = "gateway_cache_refreshes_total";
+pub const CACHE_EVICTIONS: &str = "gateway_cache_evictions_total";
+pub const CACHE_BYTES: &str = "gateway_cache_bytes";
+pub const CACHE_ENTRIES: &str = "gateway_cache_entries";
 
 const BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -77,4 +87,36 @@ fn describe() {
     );
     describe_gauge!(IN_FLIGHT, "Requests being handled");
     describe_counter!(CONFIG_RELOADS, "Configuration reload attempts, by result");
+    describe_counter!(
+        CACHE_HITS,
+        "GETs answered from a fresh cache entry, by rule"
+    );
+    describe_counter!(
+        CACHE_MISSES,
+        "Upstream calls made for cacheable GETs (leaders and uncoalescible misses), by rule"
+    );
+    describe_counter!(
+        CACHE_COLLAPSED,
+        "GETs answered by another request's upstream call, by rule"
+    );
+    describe_counter!(CACHE_STALE, "Stale entries served, by rule and reason");
+    describe_counter!(CACHE_STORED, "Answers stored, by rule");
+    describe_counter!(
+        CACHE_BYPASS,
+        "Answers of cacheable rules not stored, by rule and reason"
+    );
+    describe_counter!(
+        CACHE_REFRESHES,
+        "Background refreshes (stale-while-revalidate), by rule and result"
+    );
+    describe_counter!(
+        CACHE_EVICTIONS,
+        "Entries removed, by cause (size, expired, invalidated)"
+    );
+    describe_gauge!(
+        CACHE_BYTES,
+        Unit::Bytes,
+        "Weight held by the cache: keys, headers, bodies and bookkeeping"
+    );
+    describe_gauge!(CACHE_ENTRIES, "Entries held by the cache");
 }

@@ -1,8 +1,10 @@
 //! Starting the gateway in-process on 127.0.0.1:0 against a mock Outseta.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use outseta_gateway::Config;
+use outseta_gateway::cache::ResponseCache;
 use outseta_gateway::config::secrets::ApiCredential;
 
 use super::mock::MockOutseta;
@@ -15,6 +17,8 @@ pub const AUDIENCE: &str = "test.outseta.com";
 pub struct Gateway {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
+    /// The gateway's response cache, for tests that inspect it.
+    pub cache: Arc<ResponseCache>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -122,6 +126,7 @@ impl Gateway {
         let bound = outseta_gateway::bind(config, opts).await.expect("bind");
         let addr = bound.local_addr();
         let admin = bound.admin_addr();
+        let cache = bound.cache();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(bound.serve(async move {
             let _ = stopped.await;
@@ -129,6 +134,7 @@ impl Gateway {
         let gw = Self {
             addr,
             admin,
+            cache,
             stop: Some(stop),
             task: Some(task),
         };

@@ -7,7 +7,15 @@
 //! - `GET /api/v1/billing/invoices/{uid}` → `{"Uid": uid, "Subscription": {"Account": {"Uid": <owner>}}, "Secret": "…"}`
 //!   where the owner is set with `set_invoice_owner`
 //! - `GET /slow/...` paths sleep for the configured delay first
-//! - anything else → 200 `{"ok": true, "path": …}`
+//! - `GET /api/v1/profile` → also `"auth_tail"`: the last 8 characters of the `Authorization`
+//!   it received (tells users apart without echoing credentials)
+//! - anything else → 200 `{"ok": true, "path": …, "n": <GETs of this path so far>,
+//!   "data": <last body written to this path, or null>}`; a write (`PUT`/`PATCH`/`POST`/
+//!   `DELETE`) stores its JSON body as that path's `data`
+//! - a `pad=N` query parameter adds `"pad": "xxx…"` (N bytes) to any JSON answer
+//!
+//! Knobs: `set_status` (every API answer), `set_response_header` (added to every API
+//! answer), `set_delay` (`/slow` paths), `hits` (requests seen for one path).
 //!
 //! Every API request is recorded (method, path+query, headers, body).
 
@@ -45,6 +53,9 @@ struct State {
     delay: Mutex<Duration>,
     invoice_owner: Mutex<String>,
     status_override: Mutex<Option<(u16, String)>>,
+    extra_headers: Mutex<Vec<(String, String)>>,
+    data: Mutex<HashMap<String, Value>>,
+    gets: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Clone)]
@@ -153,6 +164,35 @@ impl MockOutseta {
         *self.state.status_override.lock().unwrap() = Some((status, body.to_string()));
     }
 
+    /// Back to normal answers after `set_status`.
+    pub fn clear_status(&self) {
+        *self.state.status_override.lock().unwrap() = None;
+    }
+
+    /// Adds a header to every API answer (e.g. `cache-control: no-store`).
+    pub fn set_response_header(&self, name: &str, value: &str) {
+        self.state
+            .extra_headers
+            .lock()
+            .unwrap()
+            .push((name.to_string(), value.to_string()));
+    }
+
+    pub fn clear_response_headers(&self) {
+        self.state.extra_headers.lock().unwrap().clear();
+    }
+
+    /// API requests seen whose path (without the query) is `path`.
+    pub fn hits(&self, path: &str) -> usize {
+        self.state
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path_and_query.split('?').next() == Some(path))
+            .count()
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
     }
@@ -205,15 +245,43 @@ async fn handle(
     if path.starts_with("/slow") || path.contains("/slow") {
         tokio::time::sleep(delay).await;
     }
+    let extra = st.extra_headers.lock().unwrap().clone();
+    let with_extra = |mut rsp: Response<Full<Bytes>>| {
+        for (k, v) in &extra {
+            rsp.headers_mut().append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        rsp
+    };
     if let Some((status, body)) = st.status_override.lock().unwrap().clone() {
-        return Ok(Response::builder()
-            .status(StatusCode::from_u16(status).unwrap())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap());
+        return Ok(with_extra(
+            Response::builder()
+                .status(StatusCode::from_u16(status).unwrap())
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(body)))
+                .unwrap(),
+        ));
     }
+    let query: HashMap<String, String> =
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+    let is_write = matches!(parts.method.as_str(), "PUT" | "PATCH" | "POST" | "DELETE");
+    if is_write && let Ok(v) = serde_json::from_slice::<Value>(&body) {
+        st.data.lock().unwrap().insert(path.clone(), v);
+    }
+    let n = if parts.method == http::Method::GET {
+        let mut gets = st.gets.lock().unwrap();
+        let n = gets.entry(path.clone()).or_insert(0);
+        *n += 1;
+        *n
+    } else {
+        0
+    };
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let v = match segs.as_slice() {
+    let mut v = match segs.as_slice() {
         ["api", "v1", "crm", "people", uid] => {
             json!({"Uid": uid, "Email": format!("{uid}@example.com"), "_objectType": "Person"})
         }
@@ -221,15 +289,30 @@ async fn handle(
             let owner = st.invoice_owner.lock().unwrap().clone();
             json!({"Uid": uid, "Amount": 10, "Secret": "invoice-body-marker", "Subscription": {"Account": {"Uid": owner}}})
         }
+        ["api", "v1", "profile"] => {
+            let auth = parts
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let tail = &auth[auth.len().saturating_sub(8)..];
+            json!({"ok": true, "path": path, "query": query, "method": parts.method.as_str(), "n": n, "auth_tail": tail})
+        }
         _ => {
-            let q: HashMap<String, String> =
-                form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
-                    .into_owned()
-                    .collect();
-            json!({"ok": true, "path": path, "query": q, "method": parts.method.as_str()})
+            let data = st
+                .data
+                .lock()
+                .unwrap()
+                .get(&path)
+                .cloned()
+                .unwrap_or(Value::Null);
+            json!({"ok": true, "path": path, "query": query, "method": parts.method.as_str(), "n": n, "data": data})
         }
     };
-    Ok(json_rsp(200, &v))
+    if let Some(pad) = query.get("pad").and_then(|p| p.parse::<usize>().ok()) {
+        v["pad"] = Value::String("x".repeat(pad));
+    }
+    Ok(with_extra(json_rsp(200, &v)))
 }
 
 fn tls_acceptor() -> (

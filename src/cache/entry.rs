@@ -1,0 +1,250 @@
+//! A buffered upstream answer: what the store holds, and what a leader hands its followers.
+//!
+//! Headers are kept as the forwarder returned them (hop-by-hop and `Set-Cookie` already
+//! removed) minus `Content-Length`, which the server recomputes from the exact body. They are
+//! stored as an exactly-sized slice that owns its bytes, not as a `HeaderMap`: a map's
+//! tables cost ~450 bytes more per entry (measured with `examples/cache_rss.rs`), and
+//! building a map from the slice per response costs about what cloning one does
+//! (`benches/cache.rs`, "headers: …"). The body is a `Bytes`, shared by every response built
+//! from the entry.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+
+use crate::body::{self, Body};
+
+/// `Cache-Status` (RFC 9211).
+pub const CACHE_STATUS: HeaderName = HeaderName::from_static("cache-status");
+
+/// Memory per stored entry beyond its key, header and body bytes: the `Entry` and its `Arc`,
+/// moka's entry, deque and timer nodes, the path index slot, allocator rounding. Calibrated
+/// with `examples/cache_rss.rs` (README, "Response cache") so that `max_size` bounds the
+/// resident memory the cache really holds.
+pub const ENTRY_OVERHEAD: u64 = 896;
+
+/// Per-header memory beyond its name and value bytes: the slice slot and the value's
+/// allocation.
+pub const HEADER_OVERHEAD: u64 = 96;
+
+/// Headers as stored: owned bytes, exactly sized.
+pub type Headers = Box<[(HeaderName, HeaderValue)]>;
+
+#[derive(Debug)]
+pub struct Entry {
+    pub status: StatusCode,
+    pub headers: Headers,
+    pub body: Bytes,
+    /// When the upstream answer was received.
+    pub stored_at: Instant,
+    /// Fresh for this long after `stored_at`.
+    pub ttl: Duration,
+    /// Kept (for stale serving) this long after `stored_at`.
+    pub keep: Duration,
+    /// Unique per entry: lets the eviction listener tell a replaced value from the current one.
+    pub id: u64,
+    /// Visible to lookups. Set by the store once it has checked that no invalidation raced the
+    /// fetch (see `store.rs`); entries built only for followers stay unarmed.
+    armed: AtomicBool,
+    /// No background refresh before this age (milliseconds): set after a failed refresh so a
+    /// failing upstream is not called once per stale-served request.
+    refresh_after_ms: AtomicU64,
+}
+
+impl Entry {
+    /// An entry for `status`, `headers` (copied, see [`own_headers`]) and `body` (kept as is:
+    /// the caller copies it if it will be stored).
+    pub fn new(
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Bytes,
+        ttl: Duration,
+        keep: Duration,
+        id: u64,
+    ) -> Self {
+        Self {
+            status,
+            headers: own_headers(headers),
+            body,
+            stored_at: Instant::now(),
+            ttl,
+            keep,
+            id,
+            armed: AtomicBool::new(false),
+            refresh_after_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_armed(&self) -> bool {
+        self.armed.load(Ordering::Acquire)
+    }
+
+    pub(super) fn arm(&self) {
+        self.armed.store(true, Ordering::Release);
+    }
+
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.stored_at)
+    }
+
+    /// Whether a background refresh may start at `now`.
+    pub fn may_refresh(&self, now: Instant) -> bool {
+        millis(self.age(now)) >= self.refresh_after_ms.load(Ordering::Relaxed)
+    }
+
+    /// No background refresh for `pause` from `now` (after one failed).
+    pub fn hold_refresh(&self, now: Instant, pause: Duration) {
+        self.refresh_after_ms
+            .store(millis(self.age(now) + pause), Ordering::Relaxed);
+    }
+
+    /// The store weight of this entry under `key_len`: key + headers + body + bookkeeping.
+    pub fn weight(&self, key_len: usize) -> u64 {
+        weight(
+            key_len,
+            self.headers.iter().map(|(k, v)| (k, v)),
+            self.body.len(),
+        )
+    }
+
+    /// A response carrying this entry's status, headers and body, plus `Cache-Status` (and
+    /// `Age` when `age` is given). Per response: one header map (two allocations), the body
+    /// box; header values and body bytes are shared.
+    pub fn respond(&self, cache_status: HeaderValue, age: Option<Duration>) -> Response<Body> {
+        let mut h = HeaderMap::with_capacity(self.headers.len() + 2);
+        for (k, v) in self.headers.iter() {
+            h.append(k.clone(), v.clone());
+        }
+        if let Some(age) = age {
+            h.insert(header::AGE, HeaderValue::from(age.as_secs()));
+        }
+        h.insert(CACHE_STATUS, cache_status);
+        let mut rsp = Response::new(body::full(self.body.clone()));
+        *rsp.status_mut() = self.status;
+        *rsp.headers_mut() = h;
+        rsp
+    }
+}
+
+/// The headers to keep: all but `Content-Length`, with bytes of their own. Header values
+/// parsed by hyper are slices of the connection's read buffer; keeping them as they are would
+/// keep that whole buffer alive for the entry's lifetime, outside the weight accounted for.
+pub fn own_headers(headers: &HeaderMap) -> Headers {
+    headers
+        .iter()
+        .filter(|(name, _)| *name != header::CONTENT_LENGTH)
+        .filter_map(|(name, value)| {
+            let name = HeaderName::from_bytes(name.as_str().as_bytes()).ok()?;
+            let mut v = HeaderValue::from_bytes(value.as_bytes()).ok()?;
+            v.set_sensitive(value.is_sensitive());
+            Some((name, v))
+        })
+        .collect()
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Weight of an entry with this key length, headers and body length, in bytes.
+pub fn weight<'a>(
+    key_len: usize,
+    headers: impl Iterator<Item = (&'a HeaderName, &'a HeaderValue)>,
+    body_len: usize,
+) -> u64 {
+    let headers: u64 = headers
+        .map(|(k, v)| (k.as_str().len() + v.len()) as u64 + HEADER_OVERHEAD)
+        .sum();
+    key_len as u64 + headers + body_len as u64 + ENTRY_OVERHEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn weight_counts_key_headers_body_and_overhead() {
+        let h = map(&[("content-type", "application/json")]);
+        let w = weight(10, h.iter(), 1000);
+        assert_eq!(
+            w,
+            10 + ("content-type".len() + "application/json".len()) as u64
+                + HEADER_OVERHEAD
+                + 1000
+                + ENTRY_OVERHEAD
+        );
+        let e = Entry::new(
+            StatusCode::OK,
+            &h,
+            Bytes::from(vec![b'x'; 1000]),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            1,
+        );
+        assert_eq!(e.weight(10), w);
+    }
+
+    #[test]
+    fn content_length_is_not_kept_and_responses_share_the_body() {
+        let h = map(&[("content-length", "3"), ("x-a", "1"), ("x-a", "2")]);
+        let e = Entry::new(
+            StatusCode::OK,
+            &h,
+            Bytes::from_static(b"abc"),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            1,
+        );
+        assert_eq!(e.headers.len(), 2);
+        let r = e.respond(
+            HeaderValue::from_static("outseta-gateway; hit; ttl=1"),
+            Some(Duration::from_millis(2500)),
+        );
+        let values: Vec<_> = r.headers().get_all("x-a").iter().collect();
+        assert_eq!(values, ["1", "2"]);
+        assert!(!r.headers().contains_key(header::CONTENT_LENGTH));
+        assert_eq!(r.headers()[header::AGE], "2");
+        assert_eq!(r.headers()[CACHE_STATUS], "outseta-gateway; hit; ttl=1");
+        assert!(!e.is_armed());
+    }
+
+    #[test]
+    fn kept_headers_own_their_bytes() {
+        let buf = Bytes::from_static(b"application/json; more of the read buffer");
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_maybe_shared(buf.slice(0..16)).unwrap(),
+        );
+        let kept = own_headers(&h);
+        assert_eq!(kept[0].1, "application/json");
+        assert_ne!(kept[0].1.as_bytes().as_ptr(), buf.as_ptr());
+    }
+
+    #[test]
+    fn refresh_hold() {
+        let e = Entry::new(
+            StatusCode::OK,
+            &HeaderMap::new(),
+            Bytes::new(),
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+            1,
+        );
+        let t = e.stored_at + Duration::from_secs(2);
+        assert!(e.may_refresh(t));
+        e.hold_refresh(t, Duration::from_secs(1));
+        assert!(!e.may_refresh(t + Duration::from_millis(999)));
+        assert!(e.may_refresh(t + Duration::from_secs(1)));
+    }
+}

@@ -1,0 +1,464 @@
+//! The cache layer: answers GETs of cacheable rules from the store, coalesces misses,
+//! serves stale entries, and invalidates after writes.
+//!
+//! # Position in the stack
+//! Between `policy` and `forward`. Policy has judged the caller and written the [`Plan`]
+//! before any lookup, and runs `response_when` on whatever this layer returns (hits
+//! included), so a cached body only ever reaches a caller who could have fetched it.
+//!
+//! # Per request
+//! - GET, rule with `cache` on: look up the key ([`super::key`]).
+//!   - fresh → `hit; ttl=N` (no upstream call);
+//!   - within `stale_while_revalidate` → stale at once, one background refresh through the
+//!     same inner service (so it pays the shared budget like any call);
+//!   - otherwise lead or follow the key's lock ([`super::lock`]); the leader's call is the
+//!     only upstream traffic; its answer is stored if it may be ([`super::control`]) and
+//!     handed to the followers (`fwd=miss; collapsed`); failures, 5xx/429 answers and a
+//!     follower's deadline fall back to a stale entry within `stale_if_error`.
+//! - Any other method: passed through; a 2xx to an unsafe one invalidates
+//!   ([`super::invalidate`]). Responses of cacheable rules get `Cache-Status: …; fwd=bypass`.
+//! - GETs of rules without `cache`: passed through untouched.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_util::future::BoxFuture;
+use http::{Method, Request, Response};
+use tower::{Layer, Service, ServiceExt};
+
+use super::ResponseCache;
+use super::entry::{CACHE_STATUS, Entry};
+use super::fetch::{Fetched, Lifetime, settle};
+use super::invalidate;
+use super::key::{self, CacheKey};
+use super::lock::{Leader, Lock, State};
+use super::stale::{self, Freshness, StaleFallback, Windows, classify};
+use super::status::{BypassReason, CacheStatus, StaleReason};
+use super::store::Refused;
+use crate::body::{self, Body};
+use crate::error::GatewayError;
+use crate::proxy::context::{Caller, Deadline, Matched, Plan, Trail};
+use crate::proxy::snapshot::Snapshot;
+use crate::telemetry::metrics as m;
+
+#[derive(Debug, Clone)]
+pub struct CacheLayer {
+    cache: Arc<ResponseCache>,
+}
+
+impl CacheLayer {
+    pub fn new(cache: Arc<ResponseCache>) -> Self {
+        Self { cache }
+    }
+}
+
+impl<S> Layer<S> for CacheLayer {
+    type Service = CacheService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CacheService {
+            inner,
+            cache: self.cache.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheService<S> {
+    inner: S,
+    cache: Arc<ResponseCache>,
+}
+
+impl<S> Service<Request<Body>> for CacheService<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = GatewayError;
+    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(handle(self.cache.clone(), inner, req))
+    }
+}
+
+fn internal(what: &str) -> GatewayError {
+    GatewayError::Internal(format!("cache reached without {what}"))
+}
+
+async fn handle<S>(
+    cache: Arc<ResponseCache>,
+    inner: S,
+    req: Request<Body>,
+) -> Result<Response<Body>, GatewayError>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let ext = req.extensions();
+    let Some(snapshot) = ext.get::<Arc<Snapshot>>().cloned() else {
+        return Err(internal("a configuration"));
+    };
+    let Some(index) = ext.get::<Matched>().map(|m| m.rule) else {
+        return Err(internal("a matched rule"));
+    };
+    let Some(rule) = snapshot.config.rules.rule(index) else {
+        return Err(internal("its rule"));
+    };
+    let cfg = &snapshot.config.cache;
+    let ttl = rule.cache_ttl(cfg.ttl);
+    let trail = ext.get::<Trail>().cloned();
+
+    if req.method() != Method::GET {
+        let targets = if invalidate::is_unsafe(req.method()) {
+            ext.get::<Matched>()
+                .map(|m| invalidate::targets(m.path.as_str(), &m.params, rule))
+        } else {
+            None
+        };
+        let rule_name = rule.name.clone();
+        let mut rsp = inner.oneshot(req).await?;
+        if let Some(targets) = targets
+            && rsp.status().is_success()
+        {
+            // Boxed, like the miss path below: it keeps the hit path's future small.
+            Box::pin(cache.store.invalidate_paths(&targets)).await;
+        }
+        if ttl.is_some() {
+            let status = CacheStatus::Bypass(BypassReason::Method);
+            rsp.headers_mut()
+                .insert(CACHE_STATUS, status.header_value());
+            status.record(&rule_name, trail.as_ref());
+        }
+        return Ok(rsp);
+    }
+    let Some(ttl) = ttl else {
+        return inner.oneshot(req).await;
+    };
+    let windows = Windows {
+        stale_while_revalidate: cfg.stale_while_revalidate,
+        stale_if_error: cfg.stale_if_error,
+    };
+    let now = Instant::now();
+
+    // The lookup borrows the plan from the request; a hit returns without owning the key.
+    let (key, found) = {
+        let Some(plan) = ext.get::<Plan>() else {
+            return Err(internal("a plan"));
+        };
+        let key = key::build(plan, ext.get::<Caller>());
+        let found = cache.store.get(&key).await;
+        if let Some(e) = &found
+            && let Freshness::Fresh { ttl_left } = classify(e, now, windows)
+        {
+            let status = CacheStatus::Hit {
+                ttl: ttl_left.as_secs(),
+            };
+            status.record(&rule.name, trail.as_ref());
+            return Ok(e.respond(status.header_value(), Some(e.age(now))));
+        }
+        (CacheKey::new(&key), found)
+    };
+
+    let request_timeout = snapshot.config.server.request_timeout;
+    let deadline = ext.get::<Deadline>().map_or(now + request_timeout, |d| d.0);
+    let ctx = Ctx {
+        cache,
+        rule_name: rule.name.clone(),
+        trail,
+        life: Lifetime {
+            ttl,
+            stale_window: windows.keep(),
+        },
+        windows,
+        deadline,
+        request_timeout,
+    };
+    drop(snapshot);
+
+    let mut stale = None;
+    if let Some(e) = found {
+        match classify(&e, now, windows) {
+            Freshness::Revalidate => {
+                if e.may_refresh(now)
+                    && let Some(leader) = ctx.cache.locks.try_lead(key.as_str())
+                {
+                    spawn_refresh(ctx.background(), inner, req, leader, key, e.clone());
+                }
+                return Ok(ctx.serve_stale(&e, StaleReason::Revalidating));
+            }
+            Freshness::IfError => stale = Some(e),
+            Freshness::Fresh { .. } | Freshness::Expired => {}
+        }
+    }
+    let mut req = req;
+    if let Some(e) = &stale {
+        req.extensions_mut()
+            .insert(StaleFallback { age: e.age(now) });
+    }
+    // Boxed: the miss path (lock, fetch, buffer, store) is a large state machine, and
+    // inlining it would make every hit allocate and move it.
+    Box::pin(miss(&ctx, inner, req, key, stale)).await
+}
+
+/// What the miss path needs once the snapshot is let go.
+#[derive(Clone)]
+struct Ctx {
+    cache: Arc<ResponseCache>,
+    rule_name: Arc<str>,
+    trail: Option<Trail>,
+    life: Lifetime,
+    windows: Windows,
+    deadline: Instant,
+    request_timeout: Duration,
+}
+
+impl Ctx {
+    /// For a background refresh: no caller, so no trail.
+    fn background(&self) -> Self {
+        Self {
+            trail: None,
+            ..self.clone()
+        }
+    }
+
+    fn record(&self, status: CacheStatus) {
+        status.record(&self.rule_name, self.trail.as_ref());
+    }
+
+    fn serve_stale(&self, entry: &Entry, reason: StaleReason) -> Response<Body> {
+        self.record(CacheStatus::Stale(reason));
+        stale::respond(entry, reason)
+    }
+
+    /// `entry` for this caller with `status`, or the stale entry if `entry` is a 5xx/429.
+    fn answer(&self, entry: &Entry, status: CacheStatus, stale: Option<&Entry>) -> Response<Body> {
+        if let (Some(reason), Some(st)) = (StaleReason::from_status(entry.status), stale) {
+            return self.serve_stale(st, reason);
+        }
+        self.record(status);
+        entry.respond(status.header_value(), None)
+    }
+
+    /// An answer nobody else shares: stale if it is a 5xx/429 and a stale entry exists, else
+    /// passed on with `fwd=bypass`.
+    fn pass(
+        &self,
+        mut rsp: Response<Body>,
+        reason: BypassReason,
+        stale: Option<&Entry>,
+    ) -> Response<Body> {
+        if let (Some(r), Some(st)) = (StaleReason::from_status(rsp.status()), stale) {
+            return self.serve_stale(st, r);
+        }
+        let status = CacheStatus::Bypass(reason);
+        self.record(status);
+        rsp.headers_mut()
+            .insert(CACHE_STATUS, status.header_value());
+        rsp
+    }
+
+    /// A failed call: stale if one exists and the failure is the upstream's, else the error.
+    fn failed(
+        &self,
+        e: GatewayError,
+        stale: Option<&Entry>,
+    ) -> Result<Response<Body>, GatewayError> {
+        match (StaleReason::from_error(&e), stale) {
+            (Some(reason), Some(st)) => Ok(self.serve_stale(st, reason)),
+            _ => Err(e),
+        }
+    }
+
+    fn count_miss(&self) {
+        metrics::counter!(m::CACHE_MISSES, "rule" => self.rule_name.clone()).increment(1);
+    }
+}
+
+fn retry_after(e: &GatewayError) -> Option<Duration> {
+    match e {
+        GatewayError::UpstreamBusy { retry_after } => Some(*retry_after),
+        _ => None,
+    }
+}
+
+/// Publishes a failed call to the followers: they fall back to stale, or (budget refusal)
+/// share the error; any other failure lets them elect a new leader.
+fn publish_failure(leader: Leader, e: &GatewayError) {
+    match StaleReason::from_error(e) {
+        Some(reason) => leader.fail(reason, retry_after(e)),
+        None => drop(leader),
+    }
+}
+
+async fn miss<S>(
+    ctx: &Ctx,
+    inner: S,
+    req: Request<Body>,
+    key: CacheKey,
+    stale: Option<Arc<Entry>>,
+) -> Result<Response<Body>, GatewayError>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send,
+    S::Future: Send,
+{
+    let stale = stale.as_deref();
+    loop {
+        match ctx.cache.locks.lock(key.as_str()) {
+            Lock::Leader(leader) => {
+                // A leader may have stored the key between our lookup and our lock.
+                if let Some(e) = ctx.cache.store.get(key.as_str()).await {
+                    let now = Instant::now();
+                    if let Freshness::Fresh { ttl_left } = classify(&e, now, ctx.windows) {
+                        leader.finish(e.clone());
+                        let status = CacheStatus::Hit {
+                            ttl: ttl_left.as_secs(),
+                        };
+                        ctx.record(status);
+                        return Ok(e.respond(status.header_value(), Some(e.age(now))));
+                    }
+                }
+                return lead(ctx, inner, req, leader, key, stale).await;
+            }
+            Lock::Follower(follower) => match follower.wait(ctx.deadline).await {
+                Some(State::Done(e)) => return Ok(ctx.answer(&e, CacheStatus::Collapsed, stale)),
+                Some(State::Failed {
+                    reason,
+                    retry_after,
+                }) => {
+                    if let Some(st) = stale {
+                        return Ok(ctx.serve_stale(st, reason));
+                    }
+                    if let Some(retry_after) = retry_after {
+                        return Err(GatewayError::UpstreamBusy { retry_after });
+                    }
+                    // Not poisoned: compete to lead.
+                }
+                Some(State::Released | State::Pending) => {}
+                Some(State::GaveUp) => {
+                    ctx.count_miss();
+                    return match inner.oneshot(req).await {
+                        Ok(rsp) => Ok(ctx.pass(rsp, BypassReason::TooLarge, stale)),
+                        Err(e) => ctx.failed(e, stale),
+                    };
+                }
+                None => {
+                    return ctx.failed(GatewayError::UpstreamTimeout, stale);
+                }
+            },
+        }
+    }
+}
+
+/// This request fetches for everyone waiting on `key`.
+async fn lead<S>(
+    ctx: &Ctx,
+    inner: S,
+    req: Request<Body>,
+    leader: Leader,
+    key: CacheKey,
+    stale: Option<&Entry>,
+) -> Result<Response<Body>, GatewayError>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+{
+    ctx.count_miss();
+    let since = ctx.cache.store.seq();
+    let result = inner.oneshot(req).await;
+    let key_len = key.as_str().len();
+    match settle(&ctx.cache.store, key_len, result, ctx.life, ctx.deadline).await {
+        Fetched::Failed(e) => {
+            publish_failure(leader, &e);
+            ctx.failed(e, stale)
+        }
+        Fetched::Streamed(rsp) => {
+            leader.give_up();
+            Ok(ctx.pass(rsp, BypassReason::TooLarge, stale))
+        }
+        Fetched::Buffered(entry, storable) => {
+            let status = match storable {
+                Ok(()) => match ctx.cache.store.insert(key, entry.clone(), since).await {
+                    Ok(()) => CacheStatus::Stored,
+                    Err(Refused::TooLarge) => CacheStatus::Bypass(BypassReason::TooLarge),
+                    Err(Refused::Invalidated) => CacheStatus::Bypass(BypassReason::Invalidated),
+                },
+                Err(reason) => CacheStatus::Bypass(reason),
+            };
+            leader.finish(entry.clone());
+            Ok(ctx.answer(&entry, status, stale))
+        }
+    }
+}
+
+/// After a background refresh that did not store, the stale entry is not refreshed again for
+/// this long: a failing upstream must not be called once per stale-served request.
+const REFRESH_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Refreshes the stale entry `old` in the background, through the same inner service as any
+/// call (so it pays the shared budget).
+fn spawn_refresh<S>(
+    ctx: Ctx,
+    inner: S,
+    req: Request<Body>,
+    leader: Leader,
+    key: CacheKey,
+    old: Arc<Entry>,
+) where
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let (mut parts, _body) = req.into_parts();
+    parts.extensions.remove::<Trail>();
+    let deadline = Instant::now() + ctx.request_timeout;
+    parts.extensions.insert(Deadline(deadline));
+    let req = Request::from_parts(parts, body::empty());
+    tokio::spawn(async move {
+        let since = ctx.cache.store.seq();
+        let result = match tokio::time::timeout_at(deadline.into(), inner.oneshot(req)).await {
+            Ok(r) => r,
+            Err(_) => Err(GatewayError::UpstreamTimeout),
+        };
+        let key_len = key.as_str().len();
+        let outcome = match settle(&ctx.cache.store, key_len, result, ctx.life, deadline).await {
+            Fetched::Failed(e) => {
+                publish_failure(leader, &e);
+                "failed"
+            }
+            Fetched::Streamed(_) => {
+                leader.give_up();
+                "not_stored"
+            }
+            Fetched::Buffered(entry, storable) => {
+                let stored = match storable {
+                    Ok(()) => ctx
+                        .cache
+                        .store
+                        .insert(key, entry.clone(), since)
+                        .await
+                        .is_ok(),
+                    Err(_) => false,
+                };
+                leader.finish(entry);
+                if stored { "stored" } else { "not_stored" }
+            }
+        };
+        if outcome != "stored" {
+            old.hold_refresh(Instant::now(), REFRESH_BACKOFF);
+        }
+        metrics::counter!(m::CACHE_REFRESHES, "rule" => ctx.rule_name.clone(), "result" => outcome)
+            .increment(1);
+    });
+}
