@@ -16,8 +16,10 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Health};
 use crate::auth::jwks::Jwks;
 use crate::auth::verify::Verifier;
+use crate::budget::Budget;
 use crate::config::Config;
 use crate::config::secrets::ApiCredential;
+use crate::limits::user::{self, UserLimiter};
 use crate::proxy::{
     self,
     forward::Forward,
@@ -49,6 +51,8 @@ pub enum StartError {
     },
     #[error("upstream client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Budget(#[from] crate::budget::redis::BadUrl),
 }
 
 /// Listeners bound, components built, nothing served yet.
@@ -61,6 +65,7 @@ pub struct Bound {
     health: Arc<Health>,
     jwks: Arc<Jwks>,
     verifier: Arc<Verifier>,
+    user_limit: Arc<UserLimiter>,
     forward: Forward,
     refresh_every: Duration,
 }
@@ -119,10 +124,13 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
         config.auth.jwks_refresh,
     ));
     let refresh_every = config.auth.jwks_refresh;
+    // Budget and per-user limit live outside the snapshot: they survive reloads.
+    let budget = Budget::new(&config.upstream_limit)?;
+    let user_limit = Arc::new(UserLimiter::new(&config.user_limit));
     let config = Arc::new(config);
     let live = Arc::new(Live::new(Snapshot::new(config)));
-    let health = Arc::new(Health::new(jwks.clone()));
-    let forward = Forward::new(client, opts.api);
+    let health = Arc::new(Health::new(jwks.clone()).with_budget(budget.clone()));
+    let forward = Forward::new(client, opts.api).with_budget(budget);
     Ok(Bound {
         listener,
         admin,
@@ -132,6 +140,7 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
         health,
         jwks,
         verifier,
+        user_limit,
         forward,
         refresh_every,
     })
@@ -164,6 +173,7 @@ impl Bound {
         drop(snapshot);
 
         let refresher = tokio::spawn(self.jwks.clone().run_refresher(self.refresh_every));
+        let housekeeping = tokio::spawn(user::housekeeping(self.user_limit.clone()));
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let admin = tokio::spawn(admin::serve(self.admin, self.health.clone(), async move {
             let _ = admin_stop_rx.await;
@@ -172,6 +182,7 @@ impl Bound {
         let svc = proxy::stack(proxy::Parts {
             live: self.live.clone(),
             verifier: self.verifier,
+            user_limit: self.user_limit,
             forward: self.forward,
         });
         tracing::info!(listen = %self.addr, admin = %self.admin_addr, "outseta-gateway serving");
@@ -183,6 +194,7 @@ impl Bound {
         };
         server::serve(self.listener, svc, limits, shutdown, grace).await;
         refresher.abort();
+        housekeeping.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin.await;
         tracing::info!("stopped");

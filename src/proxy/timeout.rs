@@ -1,5 +1,7 @@
 //! The overall deadline of a request (`server.request_timeout`), queueing included: on expiry
-//! the request is answered 504 `upstream_timeout` and the work below is dropped.
+//! the request is answered 504 `upstream_timeout` and the work below is dropped. The deadline
+//! is also put in the request ([`Deadline`]) so the budget can refuse a wait that would not
+//! fit in it.
 //!
 //! # Position in the stack
 //! Right below routing (which loads the limits), above auth, policy and forwarding.
@@ -12,6 +14,7 @@ use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+use super::context::Deadline;
 use super::snapshot::Snapshot;
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -44,15 +47,17 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let limit = req
             .extensions()
             .get::<Arc<Snapshot>>()
             .map(|s| s.config.server.request_timeout)
             .unwrap_or(Duration::from_secs(30));
+        let deadline = tokio::time::Instant::now() + limit;
+        req.extensions_mut().insert(Deadline(deadline));
         let fut = self.inner.call(req);
         Box::pin(async move {
-            match tokio::time::timeout(limit, fut).await {
+            match tokio::time::timeout_at(deadline, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(GatewayError::UpstreamTimeout),
             }
