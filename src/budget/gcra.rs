@@ -10,18 +10,20 @@
 //!
 //! # The jitter guard
 //! Outseta meters requests when they *arrive*. If the gateway sent a burst on fresh
-//! connections (slow) and the next request on a pooled one (fast), the next request would
-//! arrive earlier, relative to the burst, than the gateway's own GCRA allowed — and a
-//! schedule with zero slack becomes a 429. So the budget keeps [`JITTER_GUARD`] of the
-//! tolerance in reserve: it tolerates that much difference in delivery delay between any two
-//! requests, costs nothing in long-run rate, and trims the burst by at most a fraction of one
-//! request (`burst = 4` at 4/s: three at once, the fourth 50 ms later).
+//! connections (TCP + TLS handshakes: slow) and the next request on a pooled one (fast), the
+//! next request would arrive earlier, relative to the burst, than the gateway's own GCRA
+//! allowed — and a schedule with zero slack becomes a 429. So the budget keeps
+//! [`JITTER_GUARD`] of the tolerance in reserve: it tolerates that much difference in
+//! delivery delay between any two requests, costs nothing in long-run rate, and trims the
+//! burst by at most the requests that fit in the guard (`burst = 4` at 4/s: three at once,
+//! then one every 250 ms).
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-/// Difference in delivery delay tolerated between two upstream calls (see the module docs).
-pub const JITTER_GUARD: Duration = Duration::from_millis(50);
+/// Difference in delivery delay tolerated between two upstream calls (see the module docs):
+/// about a TLS handshake on a new connection, on the same continent.
+pub const JITTER_GUARD: Duration = Duration::from_millis(250);
 
 /// Interval and tolerance of one GCRA, in microseconds (the Redis script's unit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,6 +116,7 @@ mod tests {
     }
 
     const MS: u64 = 1_000;
+    const GUARD: Duration = Duration::from_millis(50);
 
     #[test]
     fn a_burst_then_one_per_interval() {
@@ -133,7 +136,7 @@ mod tests {
 
     #[test]
     fn the_guard_trims_the_burst_not_the_rate() {
-        let g = Gcra::new(Duration::from_millis(250), nz(4), JITTER_GUARD);
+        let g = Gcra::new(Duration::from_millis(250), nz(4), GUARD);
         assert_eq!(g.tolerance_us, 700 * MS);
         let mut tat = None;
         let waits: Vec<u64> = (0..6)
@@ -146,9 +149,12 @@ mod tests {
         assert_eq!(waits, [0, 0, 0, 50, 300, 550]);
         // burst 1 has no tolerance to give up
         assert_eq!(
-            Gcra::new(Duration::from_millis(250), nz(1), JITTER_GUARD).tolerance_us,
+            Gcra::new(Duration::from_millis(250), nz(1), GUARD).tolerance_us,
             0
         );
+        // the production guard at the defaults: three at once, then 4/s
+        let g = Gcra::new(Duration::from_millis(250), nz(4), JITTER_GUARD);
+        assert_eq!(g.tolerance_us, 500 * MS);
     }
 
     #[test]
@@ -201,7 +207,7 @@ mod tests {
 
     #[test]
     fn window_bound() {
-        let g = Gcra::new(Duration::from_millis(250), nz(4), JITTER_GUARD);
+        let g = Gcra::new(Duration::from_millis(250), nz(4), GUARD);
         // 1 + (1000 + 700) / 250 = 7 <= rate + burst = 8
         assert_eq!(g.max_in_window(Duration::from_secs(1)), 7);
     }

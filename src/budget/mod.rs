@@ -112,6 +112,8 @@ pub struct Params {
     pub max_wait: Duration,
     pub capacity: usize,
     pub per_user: usize,
+    /// How long Outseta's bucket takes to refill: `burst * interval`.
+    pub settle: Duration,
 }
 
 impl Params {
@@ -136,6 +138,7 @@ impl Params {
             max_wait: cfg.max_wait,
             capacity,
             per_user: per_user.clamp(1, capacity),
+            settle: interval.saturating_mul(cfg.burst.get()),
         }
     }
 }
@@ -166,6 +169,14 @@ impl Source {
                 Mode::Shared => r.gcra().interval(),
                 Mode::Fallback => r.fallback().gcra().interval(),
             },
+        }
+    }
+
+    /// The hold after a Redis mode switch, if one is running.
+    fn hold(&self) -> Option<Duration> {
+        match self {
+            Self::Memory(_) => None,
+            Self::Redis(r) => r.hold(),
         }
     }
 
@@ -200,8 +211,10 @@ impl Shared {
         let first = first.unwrap_or(interval);
         let ahead = u32::try_from(position.saturating_sub(1)).unwrap_or(u32::MAX);
         let pause = self.pause.remaining(now).unwrap_or_default();
+        let hold = self.source.hold().unwrap_or_default();
         first
             .max(pause)
+            .max(hold)
             .saturating_add(interval.saturating_mul(ahead))
     }
 
@@ -314,6 +327,7 @@ impl Budget {
                 &cfg.redis_key,
                 params.gcra,
                 params.fallback,
+                params.settle,
             )?),
         };
         Ok(Self::start(source, cfg.store, &params))
@@ -442,7 +456,11 @@ async fn dispatch(shared: Arc<Shared>) {
             tokio::time::sleep(rest).await;
             continue;
         }
-        match shared.source.reserve(shared.max_wait).await {
+        match shared
+            .source
+            .reserve(shared.max_wait.min(redis::RESERVE_HORIZON))
+            .await
+        {
             Reservation::Reserved { wait } => {
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;

@@ -9,10 +9,22 @@
 //!
 //! # While Redis is unreachable
 //! Every call has a [`CALL_TIMEOUT`]. The first failure switches the replica to *fallback*
-//! (logged once): it limits itself locally to `rate * redis_fallback_share`, starting with
-//! an empty bucket so the switch is no burst, and stays ready. A probe (`PING`) runs every
-//! [`PROBE_EVERY`] while in fallback; the first success switches back to *shared* (logged
-//! once). [`Link`] is that state machine, kept free of I/O so it can be tested alone.
+//! (logged once): it limits itself locally to `rate * redis_fallback_share` and stays ready.
+//! A probe (`PING`) runs every [`PROBE_EVERY`] while in fallback; the first success switches
+//! back to *shared* (logged once). [`Link`] is that state machine, kept free of I/O so it can
+//! be tested alone.
+//!
+//! # Switching without a burst
+//! Replicas notice an outage (and its end) at different moments, and Outseta's own bucket
+//! may be empty when they do. So each switch is followed by a *hold* during which the replica
+//! sends nothing:
+//! - into fallback: [`RESERVE_HORIZON`] (slots reserved in Redis before the outage, by any
+//!   replica, run out) plus `burst * interval` (Outseta's bucket refills); then the local
+//!   limiter starts from an empty bucket;
+//! - back to shared: [`PROBE_EVERY`] (the other replicas notice too and stop their fallback
+//!   sends) plus `burst * interval`.
+//!
+//! Requests queue through a hold like through any wait (bounded by `max_wait`).
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -59,6 +71,9 @@ return {1, wait}
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(250);
 /// How often a replica in fallback checks whether Redis is back.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How far ahead a replica reserves a slot in Redis (a later slot is asked for again when it
+/// comes within reach), so a replica holds at most one slot this far ahead.
+pub const RESERVE_HORIZON: Duration = Duration::from_secs(1);
 
 /// Where the permits of a Redis-backed budget come from right now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,17 +102,26 @@ pub enum Transition {
 #[derive(Debug, Clone)]
 pub struct Link {
     mode: Mode,
-    next_probe: Instant,
     since: Instant,
+    next_probe: Instant,
+    hold_until: Option<Instant>,
+    /// Hold after losing Redis.
+    lost_hold: Duration,
+    /// Hold after getting it back.
+    recovered_hold: Duration,
 }
 
 impl Link {
-    /// Starts optimistic: shared until a call fails.
-    pub fn new(now: Instant) -> Self {
+    /// Starts optimistic: shared until a call fails. `settle` is how long Outseta's bucket
+    /// takes to refill (`burst * interval`).
+    pub fn new(now: Instant, settle: Duration) -> Self {
         Self {
             mode: Mode::Shared,
-            next_probe: now,
             since: now,
+            next_probe: now,
+            hold_until: None,
+            lost_hold: RESERVE_HORIZON + settle,
+            recovered_hold: PROBE_EVERY + settle,
         }
     }
 
@@ -110,6 +134,13 @@ impl Link {
         self.since
     }
 
+    /// What is left of the hold after the last switch, if any.
+    pub fn hold(&self, now: Instant) -> Option<Duration> {
+        self.hold_until
+            .filter(|u| *u > now)
+            .map(|u| u.duration_since(now))
+    }
+
     /// A call (or a probe) succeeded.
     pub fn on_ok(&mut self, now: Instant) -> Option<Transition> {
         match self.mode {
@@ -117,6 +148,7 @@ impl Link {
             Mode::Fallback => {
                 self.mode = Mode::Shared;
                 self.since = now;
+                self.hold_until = Some(now + self.recovered_hold);
                 Some(Transition::Recovered)
             }
         }
@@ -130,6 +162,7 @@ impl Link {
             Mode::Shared => {
                 self.mode = Mode::Fallback;
                 self.since = now;
+                self.hold_until = Some(now + self.lost_hold);
                 Some(Transition::Lost)
             }
         }
@@ -174,7 +207,14 @@ fn us(d: Duration) -> u64 {
 impl RedisStore {
     /// Connects lazily: a Redis that is down at startup means starting in fallback, not
     /// failing to start.
-    pub fn new(url: &str, key: &str, gcra: Gcra, fallback: Gcra) -> Result<Self, BadUrl> {
+    /// `settle`: how long Outseta's bucket takes to refill (`burst * interval`).
+    pub fn new(
+        url: &str,
+        key: &str,
+        gcra: Gcra,
+        fallback: Gcra,
+        settle: Duration,
+    ) -> Result<Self, BadUrl> {
         let client = redis::Client::open(url).map_err(|e| BadUrl(e.to_string()))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CALL_TIMEOUT))
@@ -189,7 +229,7 @@ impl RedisStore {
             script: redis::Script::new(SCRIPT),
             key: key.to_string(),
             gcra,
-            link: Mutex::new(Link::new(Instant::now())),
+            link: Mutex::new(Link::new(Instant::now(), settle)),
             fallback: LocalGcra::new(fallback),
         })
     }
@@ -264,8 +304,16 @@ impl RedisStore {
         }
     }
 
+    /// What is left of the hold after a switch of mode, if any.
+    pub fn hold(&self) -> Option<Duration> {
+        self.link().hold(Instant::now())
+    }
+
     /// Asks for the next slot no further than `horizon` away.
     pub async fn reserve(&self, horizon: Duration) -> Reservation {
+        if let Some(rest) = self.hold() {
+            return Reservation::NotYet { retry_in: rest };
+        }
         if self.mode() == Mode::Shared
             && let Some((reserved, wait)) = self.call(horizon, Duration::ZERO).await
         {
@@ -276,6 +324,9 @@ impl RedisStore {
                     retry_in: wait.saturating_sub(horizon),
                 }
             };
+        }
+        if let Some(rest) = self.hold() {
+            return Reservation::NotYet { retry_in: rest };
         }
         match self.fallback.try_acquire() {
             Ok(()) => Reservation::Reserved {
@@ -329,8 +380,10 @@ mod tests {
     #[test]
     fn lost_once_probed_then_recovered_once() {
         let t0 = Instant::now();
-        let mut link = Link::new(t0);
+        let settle = Duration::from_secs(1);
+        let mut link = Link::new(t0, settle);
         assert_eq!(link.mode(), Mode::Shared);
+        assert_eq!(link.hold(t0), None);
         assert!(!link.probe_due(t0));
         assert_eq!(link.on_ok(t0), None);
         // the first failure is a transition, later ones are not (logged once)
@@ -353,5 +406,29 @@ mod tests {
         assert_eq!(link.mode(), Mode::Shared);
         assert_eq!(link.since(), t2);
         assert!(!link.probe_due(t2 + PROBE_EVERY * 10));
+    }
+
+    #[test]
+    fn every_switch_is_followed_by_a_hold() {
+        let t0 = Instant::now();
+        let settle = Duration::from_secs(1);
+        let mut link = Link::new(t0, settle);
+        link.on_error(t0);
+        // reserved slots run out, then Outseta's bucket refills
+        assert_eq!(link.hold(t0), Some(RESERVE_HORIZON + settle));
+        assert_eq!(
+            link.hold(t0 + RESERVE_HORIZON),
+            Some(settle),
+            "still holding"
+        );
+        assert_eq!(link.hold(t0 + RESERVE_HORIZON + settle), None);
+        // a later failure in fallback does not extend it
+        link.on_error(t0 + Duration::from_secs(5));
+        assert_eq!(link.hold(t0 + Duration::from_secs(5)), None);
+        // back: the others notice too, then the bucket refills
+        let t1 = t0 + Duration::from_secs(6);
+        link.on_ok(t1);
+        assert_eq!(link.hold(t1), Some(PROBE_EVERY + settle));
+        assert_eq!(link.hold(t1 + PROBE_EVERY + settle), None);
     }
 }

@@ -94,6 +94,7 @@ async fn endpoint(
 ) -> Response<Body> {
     let cred = auth::parse(req.headers(), &state.api);
     if let Credential::ApiKey { key, valid: true } = &cred {
+        state.stats.arrived_with_api_key();
         if !state.limiter.check(key) {
             return respond::too_many_requests();
         }
