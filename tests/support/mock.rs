@@ -9,9 +9,10 @@
 //! - `GET /slow/...` paths sleep for the configured delay first
 //! - anything else → 200 `{"ok": true, "path": …}`
 //!
-//! Every API request is recorded (method, path+query, headers, body).
+//! Every API request is recorded (method, path+query, headers, body, arrival time). Replies
+//! queued with `push_reply` answer the next API requests, one each, before the routes above.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -34,7 +35,10 @@ pub struct Seen {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub at: std::time::Instant,
 }
+
+type Scripted = (u16, Vec<(String, String)>, String);
 
 #[derive(Default)]
 struct State {
@@ -45,6 +49,7 @@ struct State {
     delay: Mutex<Duration>,
     invoice_owner: Mutex<String>,
     status_override: Mutex<Option<(u16, String)>>,
+    scripted: Mutex<VecDeque<Scripted>>,
 }
 
 #[derive(Clone)]
@@ -153,6 +158,19 @@ impl MockOutseta {
         *self.state.status_override.lock().unwrap() = Some((status, body.to_string()));
     }
 
+    /// The next API request gets this reply (replies queue up, one per request).
+    pub fn push_reply(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.state
+            .scripted
+            .lock()
+            .unwrap()
+            .push_back((status, headers, body.to_string()));
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
     }
@@ -200,7 +218,18 @@ async fn handle(
         path_and_query: pq.clone(),
         headers: parts.headers.clone(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
+    let scripted = st.scripted.lock().unwrap().pop_front();
+    if let Some((status, headers, body)) = scripted {
+        let mut rsp = Response::builder()
+            .status(StatusCode::from_u16(status).unwrap())
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            rsp = rsp.header(k, v);
+        }
+        return Ok(rsp.body(Full::new(Bytes::from(body))).unwrap());
+    }
     let delay = *st.delay.lock().unwrap();
     if path.starts_with("/slow") || path.contains("/slow") {
         tokio::time::sleep(delay).await;

@@ -7,6 +7,8 @@ pub mod gateway;
 pub mod keys;
 pub mod mock;
 pub mod process;
+pub mod redis;
+pub mod sim;
 
 /// Logs to the test writer when `RUST_LOG` is set.
 pub fn trace_init() {
