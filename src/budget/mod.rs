@@ -52,6 +52,14 @@ use crate::config::{Store, UpstreamLimit};
 use crate::limits::key::UserKey;
 use crate::telemetry::metrics as m;
 
+/// `t + d`, or far in the future when that would overflow (absurd configured durations must
+/// not panic on the request path).
+pub fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(Duration::from_secs(86_400 * 365 * 30)))
+        .unwrap_or(t)
+}
+
 /// What a GCRA source answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {
@@ -130,8 +138,9 @@ impl Params {
             JITTER_GUARD,
         );
         // One user alone can be served at most max_wait / interval times within max_wait.
-        let per_user = (cfg.max_wait.as_secs_f64() / interval.as_secs_f64()).ceil() as usize + 1;
-        let capacity = (4 * per_user).clamp(64, 65_536);
+        let per_user = ((cfg.max_wait.as_secs_f64() / interval.as_secs_f64()).ceil() as usize)
+            .saturating_add(1);
+        let capacity = per_user.saturating_mul(4).clamp(64, 65_536);
         Self {
             gcra,
             fallback,
@@ -342,9 +351,14 @@ impl Budget {
             max_wait: p.max_wait,
         });
         let mut tasks = vec![tokio::spawn(dispatch(shared.clone()))];
-        if let Source::Redis(_) = shared.source {
-            redis::set_mode_gauge(Mode::Shared);
-            tasks.push(tokio::spawn(probe(shared.clone())));
+        match shared.source {
+            Source::Redis(_) => {
+                redis::set_mode_gauge(Mode::Shared);
+                tasks.push(tokio::spawn(probe(shared.clone())));
+            }
+            Source::Memory(_) => {
+                metrics::gauge!(m::BUDGET_MODE, "mode" => "local").set(1.0);
+            }
         }
         Self {
             shared,
@@ -357,7 +371,7 @@ impl Budget {
     pub async fn acquire(&self, user: &UserKey, deadline: Instant) -> Result<Granted, Busy> {
         let s = &*self.shared;
         let start = Instant::now();
-        let limit = deadline.min(start + s.max_wait);
+        let limit = deadline.min(later(start, s.max_wait));
         let mut first = None;
         if s.is_idle() && s.pause.remaining(start).is_none() {
             match s.source.reserve(Duration::ZERO).await {
@@ -372,8 +386,8 @@ impl Budget {
         let (mut rx, _ticket) = {
             let mut q = s.queue();
             let estimate = s.estimate(now, q.position(user), first);
-            if now + estimate > limit {
-                let reason = if deadline < start + s.max_wait {
+            if later(now, estimate) > limit {
+                let reason = if deadline < later(start, s.max_wait) {
                     BusyReason::Deadline
                 } else {
                     BusyReason::MaxWait

@@ -148,7 +148,7 @@ impl Link {
             Mode::Fallback => {
                 self.mode = Mode::Shared;
                 self.since = now;
-                self.hold_until = Some(now + self.recovered_hold);
+                self.hold_until = Some(super::later(now, self.recovered_hold));
                 Some(Transition::Recovered)
             }
         }
@@ -162,7 +162,7 @@ impl Link {
             Mode::Shared => {
                 self.mode = Mode::Fallback;
                 self.since = now;
-                self.hold_until = Some(now + self.lost_hold);
+                self.hold_until = Some(super::later(now, self.lost_hold));
                 Some(Transition::Lost)
             }
         }

@@ -154,7 +154,12 @@ impl Service<Request<Body>> for Forward {
             let trail = ext.get::<Trail>().cloned();
             let user = UserKey::from_extensions(ext);
             let deadline = ext.get::<Deadline>().map_or_else(
-                || tokio::time::Instant::now() + snapshot.config.server.request_timeout,
+                || {
+                    budget::later(
+                        tokio::time::Instant::now(),
+                        snapshot.config.server.request_timeout,
+                    )
+                },
                 |d| d.0,
             );
             let (parts, body) = req.into_parts();
@@ -165,7 +170,10 @@ impl Service<Request<Body>> for Forward {
             let retryable = plan.method == Method::GET && body.is_end_stream();
             // Retries after a 429 stay within max_wait of the first wait.
             let window = budget.map(|_| {
-                deadline.min(tokio::time::Instant::now() + snapshot.config.upstream_limit.max_wait)
+                deadline.min(budget::later(
+                    tokio::time::Instant::now(),
+                    snapshot.config.upstream_limit.max_wait,
+                ))
             });
             let mut body = Some(body);
             let mut waited = Duration::ZERO;

@@ -53,7 +53,7 @@ where
             .get::<Arc<Snapshot>>()
             .map(|s| s.config.server.request_timeout)
             .unwrap_or(Duration::from_secs(30));
-        let deadline = tokio::time::Instant::now() + limit;
+        let deadline = crate::budget::later(tokio::time::Instant::now(), limit);
         req.extensions_mut().insert(Deadline(deadline));
         let fut = self.inner.call(req);
         Box::pin(async move {

@@ -100,7 +100,7 @@ fn describe() {
     );
     describe_gauge!(
         BUDGET_MODE,
-        "Redis budget mode: 1 for the current one (shared or fallback)"
+        "Budget mode: 1 for the current one (local for the memory store; shared or fallback with Redis)"
     );
     describe_counter!(
         BUDGET_REDIS_ERRORS,
