@@ -154,6 +154,32 @@ async fn two_budgets_share_one_rate() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_seen_by_one_replica_pauses_them_all() {
+    let Some(redis) = Redis::start_or_skip() else {
+        return;
+    };
+    let cfg = config(&redis, "10/s", 5, 5_000, "t:pause");
+    let (a, b) = (Budget::new(&cfg).unwrap(), Budget::new(&cfg).unwrap());
+    let user = UserKey::Sub("u".into());
+    let far = Instant::now() + Duration::from_secs(30);
+    assert!(b.acquire(&user, far).await.is_ok());
+    a.pause(Duration::from_millis(1_500)).await;
+    let t0 = Instant::now();
+    let g = b.acquire(&user, far).await.unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1_400),
+        "{:?} (waited {:?})",
+        t0.elapsed(),
+        g.waited
+    );
+    assert_eq!(
+        b.status().paused_for,
+        None,
+        "b learnt it from Redis, not locally"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_falls_back_while_redis_is_down_and_returns() {
     let Some(mut redis) = Redis::start_or_skip() else {
         return;
