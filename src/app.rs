@@ -68,6 +68,8 @@ pub struct Bound {
     user_limit: Arc<UserLimiter>,
     forward: Forward,
     refresh_every: Duration,
+    config_path: Option<std::path::PathBuf>,
+    api_key_present: bool,
 }
 
 impl std::fmt::Debug for Bound {
@@ -124,6 +126,8 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
         config.auth.jwks_refresh,
     ));
     let refresh_every = config.auth.jwks_refresh;
+    let config_path = config.path.clone();
+    let api_key_present = opts.api.is_some();
     // Budget and per-user limit live outside the snapshot: they survive reloads.
     let budget = Budget::new(&config.upstream_limit)?;
     let user_limit = Arc::new(UserLimiter::new(&config.user_limit));
@@ -143,6 +147,8 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
         user_limit,
         forward,
         refresh_every,
+        config_path,
+        api_key_present,
     })
 }
 
@@ -173,6 +179,12 @@ impl Bound {
         drop(snapshot);
 
         let refresher = tokio::spawn(self.jwks.clone().run_refresher(self.refresh_every));
+        // Reload on SIGHUP or a change of the file (only when the config came from a file).
+        let reloader = self.config_path.clone().map(|path| {
+            tokio::spawn(
+                crate::reload::Reloader::new(path, self.live.clone(), self.api_key_present).run(),
+            )
+        });
         let housekeeping = tokio::spawn(user::housekeeping(self.user_limit.clone()));
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let admin = tokio::spawn(admin::serve(self.admin, self.health.clone(), async move {
@@ -194,6 +206,9 @@ impl Bound {
         };
         server::serve(self.listener, svc, limits, shutdown, grace).await;
         refresher.abort();
+        if let Some(r) = reloader {
+            r.abort();
+        }
         housekeeping.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin.await;

@@ -44,6 +44,20 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Run the built-in Outseta simulator alone.
     Simulate(SimulateArgs),
+    /// Run the simulator and a gateway in front of it with config/demo.toml; print demo
+    /// tokens and curl commands; run until Ctrl-C.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DemoArgs {
+    /// The gateway's address [default: 127.0.0.1:8080, or a free port if that one is busy].
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A config file to use instead of the built-in copy of config/demo.toml; its [outseta]
+    /// values are replaced by the simulator's.
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

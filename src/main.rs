@@ -9,14 +9,14 @@ use outseta_gateway::config::{Config, secrets};
 use outseta_gateway::explain::{self, ClaimsFrom};
 use outseta_gateway::simulator::{self, SimOptions};
 use outseta_gateway::telemetry::{self, LogFormat};
-use outseta_gateway::{Options, app, shutdown};
+use outseta_gateway::{Options, app, demo, shutdown};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let format = cli.log_format.unwrap_or_else(LogFormat::detect);
     match cli.command {
         Command::Serve(c) => {
-            telemetry::init(format, "info");
+            let _log = telemetry::init(format, "info");
             let config = match Config::load(&c.path) {
                 Ok(c) => c,
                 Err(e) => {
@@ -63,7 +63,7 @@ fn main() -> ExitCode {
             })
         }
         Command::Check(c) => {
-            telemetry::init(format, "warn");
+            let _log = telemetry::init(format, "warn");
             match Config::load(&c.path) {
                 Ok(config) => {
                     for w in &config.warnings {
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Simulate(a) => {
-            telemetry::init(format, "info");
+            let _log = telemetry::init(format, "info");
             let runtime = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -114,8 +114,43 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Demo(a) => {
+            let _log = telemetry::init(format, "info");
+            let config = match demo::load_config(a.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let name = a.config.as_ref().map_or_else(
+                || "config/demo.toml (built in)".to_owned(),
+                |p| p.display().to_string(),
+            );
+            let listen = a.listen.map_or(
+                demo::Listen::Preferred(demo::DEFAULT_LISTEN),
+                demo::Listen::Exactly,
+            );
+            let runtime = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(demo::run(config, listen, &name)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: demo: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Explain(a) => {
-            telemetry::init(format, "warn");
+            let _log = telemetry::init(format, "warn");
             let config = match Config::load(&a.config.path) {
                 Ok(c) => c,
                 Err(e) => {

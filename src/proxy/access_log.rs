@@ -96,9 +96,9 @@ where
                 .record(elapsed.as_secs_f64());
             tracing::info!(
                 target: "access",
-                request_id = %request_id,
-                method = %method,
-                path = %path,
+                request_id = request_id.as_str(),
+                method = method.as_str(),
+                path = path.as_str(),
                 rule,
                 sub = t.sub.as_deref().unwrap_or(""),
                 decision = decision.as_str(),

@@ -191,10 +191,10 @@ impl Rule {
                         p(format!(
                             "`methods`: unsupported method {m:?} (GET, HEAD, POST, PUT, PATCH, DELETE)"
                         ));
-                    } else if let Ok(method) = Method::from_bytes(up.as_bytes()) {
-                        if !methods.contains(&method) {
-                            methods.push(method);
-                        }
+                    } else if let Ok(method) = Method::from_bytes(up.as_bytes())
+                        && !methods.contains(&method)
+                    {
+                        methods.push(method);
                     }
                 }
             }

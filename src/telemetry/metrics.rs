@@ -25,6 +25,7 @@ pub const BUDGET_REDIS_ERRORS: &str = "gateway_budget_redis_errors_total";
 pub const UPSTREAM_429: &str = "gateway_upstream_429_total";
 pub const USER_LIMITED: &str = "gateway_user_limited_total";
 pub const USER_LIMIT_KEYS: &str = "gateway_user_limit_keys";
+pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
 
 const BUCKETS: &[f64] = &[
     0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -109,4 +110,5 @@ fn describe() {
     describe_counter!(UPSTREAM_429, "429 answers from Outseta to API-key calls");
     describe_counter!(USER_LIMITED, "Requests refused by the per-user limit (429)");
     describe_gauge!(USER_LIMIT_KEYS, "Callers tracked by the per-user limit");
+    describe_counter!(CONFIG_RELOADS, "Configuration reload attempts, by result");
 }

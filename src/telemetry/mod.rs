@@ -5,6 +5,7 @@
 //! query string: the access line carries the path only, because Outseta's embed passes
 //! `?access_token=` in URLs.
 
+pub mod json;
 pub mod metrics;
 
 use std::io::IsTerminal;
@@ -29,23 +30,36 @@ impl LogFormat {
     }
 }
 
+/// Keeps the log writer thread alive; dropping it flushes what is buffered. Hold it until
+/// the process exits.
+pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
+
 /// Installs the global subscriber. `RUST_LOG` overrides `default_filter`.
-pub fn init(format: LogFormat, default_filter: &str) {
+///
+/// Lines are formatted on the calling thread and written by a dedicated thread through a
+/// buffer (one `write` per batch, not per line), so logging never blocks the event loop. If
+/// that thread falls more than 128k lines behind, new lines are dropped rather than stalling
+/// requests.
+pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("outseta-gateway-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_span_events(FmtSpan::NONE);
     let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .try_init(),
+        LogFormat::Json => builder.event_format(json::JsonLine).try_init(),
         LogFormat::Pretty => builder
             .compact()
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
+    guard
 }

@@ -9,6 +9,8 @@ pub mod mock;
 pub mod process;
 pub mod redis;
 pub mod sim;
+pub mod static_site;
+pub mod tools;
 
 /// Logs to the test writer when `RUST_LOG` is set.
 pub fn trace_init() {

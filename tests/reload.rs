@@ -1,0 +1,162 @@
+//! Hot reload: a changed rule takes effect without a dropped request, an invalid edit is
+//! refused and the old rule keeps working, SIGHUP reloads.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::client::{bearer, get};
+use support::gateway::{API_KEY, API_SECRET, AUDIENCE, Gateway, ISSUER, config_text};
+use support::keys::{self, SigningKey};
+use support::mock::MockOutseta;
+use support::process::{Proc, temp_file};
+
+// The load loop below is one user as fast as it can go: keep the per-user limit out of its way.
+const STRICT: &str = r#"
+[user_limit]
+rate = "100000/min"
+burst = 10000
+
+[[rule]]
+name = "read person"
+methods = ["GET"]
+path = "/api/v1/crm/people/{uid}"
+when = "path.uid == claims.sub"
+"#;
+
+const RELAXED: &str = r#"
+[user_limit]
+rate = "100000/min"
+burst = 10000
+
+[[rule]]
+name = "read person"
+methods = ["GET"]
+path = "/api/v1/crm/people/{uid}"
+when = "path.uid == claims.sub || path.uid == 'u2'"
+"#;
+
+async fn wait_for(mut f: impl AsyncFnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_changed_rule_takes_effect_without_a_dropped_request_and_bad_edits_are_refused() {
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let path = temp_file("reload.toml", &config_text(&mock, STRICT));
+    let gw = Gateway::start_with(&mock, outseta_gateway::Config::load(&path).unwrap()).await;
+    let auth = bearer(&key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
+    let url = gw.url("/api/v1/crm/people/u2");
+    assert_eq!(get(&url, &[("authorization", &auth)]).await.status, 403);
+
+    // Traffic keeps flowing during the reload; every answer must be the old or the new one.
+    let stop = Arc::new(AtomicBool::new(false));
+    let odd = Arc::new(AtomicUsize::new(0));
+    let total = Arc::new(AtomicUsize::new(0));
+    let load = {
+        let (stop, odd, total, url, auth) = (
+            stop.clone(),
+            odd.clone(),
+            total.clone(),
+            url.clone(),
+            auth.clone(),
+        );
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let s = get(&url, &[("authorization", &auth)]).await.status;
+                total.fetch_add(1, Ordering::Relaxed);
+                if s != 200 && s != 403 {
+                    odd.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    std::fs::write(&path, config_text(&mock, RELAXED)).unwrap();
+    assert!(
+        wait_for(async || get(&url, &[("authorization", &auth)]).await.status == 200).await,
+        "the new rule never took effect"
+    );
+
+    // An invalid edit is refused; the rule in force keeps working.
+    std::fs::write(&path, config_text(&mock, "[[rule]]\nname = \"broken\"\nmethods = [\"GET\"]\npath = \"/x\"\nwhen = \"claims.sub ==\"\n")).unwrap();
+    let metrics_url = format!("http://{}/metrics", gw.admin);
+    assert!(
+        wait_for(async || get(&metrics_url, &[])
+            .await
+            .text()
+            .contains("gateway_config_reloads_total{result=\"error\"}"))
+        .await,
+        "the invalid edit was not seen"
+    );
+    assert_eq!(get(&url, &[("authorization", &auth)]).await.status, 200);
+    std::fs::write(&path, "this is [not toml").unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(get(&url, &[("authorization", &auth)]).await.status, 200);
+
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    assert!(total.load(Ordering::Relaxed) > 10);
+    assert_eq!(
+        odd.load(Ordering::Relaxed),
+        0,
+        "some requests failed during the reload"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_binary() {
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let path = temp_file("hup.toml", &config_text(&mock, STRICT));
+    let p = Proc::spawn(
+        &[
+            "serve",
+            "-c",
+            path.to_str().unwrap(),
+            "--log-format",
+            "json",
+        ],
+        &[
+            ("OUTSETA_API_KEY", API_KEY),
+            ("OUTSETA_API_SECRET", API_SECRET),
+        ],
+    );
+    let (listen, admin) = p.wait_serving().await;
+    assert!(
+        wait_for(async || get(&format!("http://{admin}/readyz"), &[]).await.status == 200).await
+    );
+    p.signal("HUP");
+    let metrics_url = format!("http://{admin}/metrics");
+    assert!(
+        wait_for(async || get(&metrics_url, &[])
+            .await
+            .text()
+            .contains("gateway_config_reloads_total{result=\"ok\"} 1"))
+        .await,
+        "SIGHUP did not reload:\n{}",
+        p.output()
+    );
+    // Still serving, same listener.
+    let auth = bearer(&key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
+    assert_eq!(
+        get(
+            &format!("http://{listen}/api/v1/crm/people/u1"),
+            &[("authorization", &auth)]
+        )
+        .await
+        .status,
+        200
+    );
+    assert!(p.output().contains("configuration reloaded"));
+}
