@@ -440,6 +440,11 @@ impl Budget {
         );
     }
 
+    /// The longest a request may queue (`[upstream_limit] max_wait` at startup).
+    pub fn max_wait(&self) -> Duration {
+        self.shared.max_wait
+    }
+
     pub fn status(&self) -> Status {
         let s = &*self.shared;
         let (queued, waiting_users) = {

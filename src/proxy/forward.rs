@@ -169,12 +169,8 @@ impl Service<Request<Body>> for Forward {
             };
             let retryable = plan.method == Method::GET && body.is_end_stream();
             // Retries after a 429 stay within max_wait of the first wait.
-            let window = budget.map(|_| {
-                deadline.min(budget::later(
-                    tokio::time::Instant::now(),
-                    snapshot.config.upstream_limit.max_wait,
-                ))
-            });
+            let window = budget
+                .map(|b| deadline.min(budget::later(tokio::time::Instant::now(), b.max_wait())));
             let mut body = Some(body);
             let mut waited = Duration::ZERO;
             let mut attempt = 0;
