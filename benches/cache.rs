@@ -83,7 +83,7 @@ fn request(snap: &Arc<Snapshot>, uid: &str) -> Request<Body> {
         identity_encoding: true,
         body_rewritten: false,
     });
-    ext.insert(Deadline(Instant::now() + Duration::from_secs(30)));
+    ext.insert(Deadline((Instant::now() + Duration::from_secs(30)).into()));
     req
 }
 

@@ -2,7 +2,9 @@
 //! Never the public port.
 //!
 //! `/readyz` is 200 once the JWKS has been fetched and 503 while draining, with a JSON body
-//! saying which condition holds.
+//! saying which condition holds, and the budget's state as detail (`store`, `mode` —
+//! `local`, `shared` or `fallback` —, queue): a Redis outage shows there but keeps the
+//! gateway ready, since it falls back to local limiting.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,14 +20,16 @@ use tokio::net::TcpListener;
 
 use crate::auth::jwks::Jwks;
 use crate::body::{self, Body};
+use crate::budget::Budget;
 use crate::cache::ResponseCache;
 use crate::telemetry::metrics;
 
-/// What readiness depends on.
+/// What readiness depends on (and what `/readyz` details).
 #[derive(Debug)]
 pub struct Health {
     pub jwks: Arc<Jwks>,
     pub draining: AtomicBool,
+    pub budget: Option<Budget>,
 }
 
 impl Health {
@@ -33,7 +37,14 @@ impl Health {
         Self {
             jwks,
             draining: AtomicBool::new(false),
+            budget: None,
         }
+    }
+
+    /// Shows `budget`'s state in `/readyz`.
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     pub fn is_ready(&self) -> bool {
@@ -59,11 +70,14 @@ pub fn handle(health: &Health, req: &Request<Incoming>) -> Response<Body> {
             let draining = health.draining.load(Ordering::Acquire);
             let jwks = health.jwks.is_ready();
             let ready = jwks && !draining;
-            let body = serde_json::json!({
+            let mut body = serde_json::json!({
                 "ready": ready,
                 "jwks": if jwks { "fetched" } else { "pending" },
                 "draining": draining,
             });
+            if let Some(b) = &health.budget {
+                body["budget"] = b.status().to_json();
+            }
             let status = if ready {
                 StatusCode::OK
             } else {

@@ -16,9 +16,11 @@ use tokio::net::TcpListener;
 use crate::admin::{self, Health};
 use crate::auth::jwks::Jwks;
 use crate::auth::verify::Verifier;
+use crate::budget::Budget;
 use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::config::secrets::ApiCredential;
+use crate::limits::user::{self, UserLimiter};
 use crate::proxy::{
     self,
     forward::Forward,
@@ -50,6 +52,8 @@ pub enum StartError {
     },
     #[error("upstream client: {0}")]
     Client(String),
+    #[error(transparent)]
+    Budget(#[from] crate::budget::redis::BadUrl),
 }
 
 /// Listeners bound, components built, nothing served yet.
@@ -63,6 +67,7 @@ pub struct Bound {
     jwks: Arc<Jwks>,
     verifier: Arc<Verifier>,
     cache: Arc<ResponseCache>,
+    user_limit: Arc<UserLimiter>,
     forward: Forward,
     refresh_every: Duration,
     config_path: Option<std::path::PathBuf>,
@@ -127,10 +132,13 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
     let api_key_present = opts.api.is_some();
     // Built once: `max_size` takes effect at startup; the cache survives reloads.
     let cache = Arc::new(ResponseCache::new(config.cache.max_size));
+    // Budget and per-user limit live outside the snapshot: they survive reloads.
+    let budget = Budget::new(&config.upstream_limit)?;
+    let user_limit = Arc::new(UserLimiter::new(&config.user_limit));
     let config = Arc::new(config);
     let live = Arc::new(Live::new(Snapshot::new(config)));
-    let health = Arc::new(Health::new(jwks.clone()));
-    let forward = Forward::new(client, opts.api);
+    let health = Arc::new(Health::new(jwks.clone()).with_budget(budget.clone()));
+    let forward = Forward::new(client, opts.api).with_budget(budget);
     Ok(Bound {
         listener,
         admin,
@@ -141,6 +149,7 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
         jwks,
         verifier,
         cache,
+        user_limit,
         forward,
         refresh_every,
         config_path,
@@ -186,6 +195,7 @@ impl Bound {
                 crate::reload::Reloader::new(path, self.live.clone(), self.api_key_present).run(),
             )
         });
+        let housekeeping = tokio::spawn(user::housekeeping(self.user_limit.clone()));
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let cache_upkeep = self.cache.spawn_maintenance(Duration::from_secs(1));
         let admin = tokio::spawn(admin::serve(
@@ -201,6 +211,7 @@ impl Bound {
             live: self.live.clone(),
             verifier: self.verifier,
             cache: self.cache,
+            user_limit: self.user_limit,
             forward: self.forward,
         });
         tracing::info!(listen = %self.addr, admin = %self.admin_addr, "outseta-gateway serving");
@@ -216,6 +227,7 @@ impl Bound {
             r.abort();
         }
         cache_upkeep.abort();
+        housekeeping.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin.await;
         tracing::info!("stopped");

@@ -7,7 +7,7 @@
 //! - Stateful components live outside the snapshot, so the token caches, the JWKS keys, the
 //!   response cache, the budget and pooled connections survive.
 //! - Settings bound at start (listeners, the Outseta URLs and token audience, cache size,
-//!   budget store) are not changed by a reload; a change to them is logged as needing a
+//!   `[upstream_limit]` and `[user_limit]`) are not changed by a reload; a change to them is logged as needing a
 //!   restart and the rest of the new configuration is applied.
 //! - File changes are debounced ([`DEBOUNCE`]) and deduplicated by content, so an editor's
 //!   burst of writes or Kubernetes' ConfigMap symlink swap is one reload. The parent
@@ -217,5 +217,55 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         "upstream_limit.redis_url",
         old.upstream_limit.redis_url != new.upstream_limit.redis_url,
     );
+    // The budget and the per-user limiter are built once (their state must survive reloads).
+    let (ou, nu) = (&old.upstream_limit, &new.upstream_limit);
+    check("upstream_limit.rate", ou.rate != nu.rate);
+    check("upstream_limit.burst", ou.burst != nu.burst);
+    check("upstream_limit.max_wait", ou.max_wait != nu.max_wait);
+    check("upstream_limit.redis_key", ou.redis_key != nu.redis_key);
+    check(
+        "upstream_limit.redis_fallback_share",
+        ou.redis_fallback_share != nu.redis_fallback_share,
+    );
+    check(
+        "user_limit.rate",
+        old.user_limit.rate != new.user_limit.rate,
+    );
+    check(
+        "user_limit.burst",
+        old.user_limit.burst != new.user_limit.burst,
+    );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        Config::from_toml(
+            &format!(
+                "[outseta]\ndomain = \"x.outseta.com\"\n{extra}\n[[rule]]\nname = \"r\"\nmethods = [\"GET\"]\npath = \"/api/v1/profile\"\ncredential = \"user\"\n"
+            ),
+            "test",
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn budget_and_user_limit_settings_need_a_restart() {
+        let old = config("");
+        assert!(restart_needed(&old, &config("")).is_empty());
+        let new = config(
+            "[upstream_limit]\nrate = \"2/s\"\nmax_wait = \"3s\"\n[user_limit]\nburst = 5\n",
+        );
+        assert_eq!(
+            restart_needed(&old, &new),
+            [
+                "upstream_limit.rate",
+                "upstream_limit.max_wait",
+                "user_limit.burst"
+            ]
+        );
+    }
 }

@@ -105,8 +105,9 @@ async fn every_attack_token_is_401_with_the_right_challenge() {
             format!("Bearer error=\"invalid_token\", error_description=\"{description}\""),
             "{name}"
         );
+        // (Short garbage like "abc" could appear by chance inside the random request id.)
         assert!(
-            !r.text().contains(token.as_str()),
+            token.len() < 16 || !r.text().contains(token.as_str()),
             "{name}: the token must not be echoed"
         );
     }

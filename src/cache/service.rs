@@ -174,7 +174,9 @@ where
     };
 
     let request_timeout = snapshot.config.server.request_timeout;
-    let deadline = ext.get::<Deadline>().map_or(now + request_timeout, |d| d.0);
+    let deadline = ext
+        .get::<Deadline>()
+        .map_or(now + request_timeout, |d| d.0.into_std());
     let ctx = Ctx {
         cache,
         rule_name: rule.name.clone(),
@@ -423,7 +425,7 @@ fn spawn_refresh<S>(
     let (mut parts, _body) = req.into_parts();
     parts.extensions.remove::<Trail>();
     let deadline = Instant::now() + ctx.request_timeout;
-    parts.extensions.insert(Deadline(deadline));
+    parts.extensions.insert(Deadline(deadline.into()));
     let req = Request::from_parts(parts, body::empty());
     tokio::spawn(async move {
         let since = ctx.cache.store.seq();

@@ -63,7 +63,7 @@ fn request(snap: &Arc<Snapshot>, deadline: Duration) -> Request<Body> {
         identity_encoding: true,
         body_rewritten: false,
     });
-    ext.insert(Deadline(Instant::now() + deadline));
+    ext.insert(Deadline((Instant::now() + deadline).into()));
     req
 }
 

@@ -3,9 +3,9 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use http::{HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
 
 use crate::auth::Principal;
 use crate::rules::Credential;
@@ -27,6 +27,35 @@ impl RequestId {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
+/// When the request's overall deadline (`server.request_timeout`) passes. Inserted by
+/// `timeout`; read by the forwarder so that queueing for the budget never outlives it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub tokio::time::Instant);
+
+/// Headers that layers below the rescue boundary want on the final response, whether it is
+/// a success or an error (e.g. `RateLimit`). Inserted by `rescue`, which applies them.
+#[derive(Debug, Clone, Default)]
+pub struct ResponseHeaders(Arc<Mutex<HeaderMap>>);
+
+impl ResponseHeaders {
+    pub fn insert(&self, name: HeaderName, value: HeaderValue) {
+        if let Ok(mut h) = self.0.lock() {
+            h.insert(name, value);
+        }
+    }
+
+    /// Moves the recorded headers onto `to` (replacing same-named ones).
+    pub fn apply(&self, to: &mut HeaderMap) {
+        if let Ok(mut h) = self.0.lock() {
+            for (name, value) in std::mem::take(&mut *h) {
+                if let Some(name) = name {
+                    to.insert(name, value);
+                }
+            }
+        }
+    }
+}
+
 /// The matched rule. Inserted by `route`.
 #[derive(Debug, Clone)]
 pub struct Matched {
@@ -36,12 +65,6 @@ pub struct Matched {
     pub path: CanonPath,
     pub query: Query,
 }
-
-/// When the request's `server.request_timeout` runs out. Inserted by `timeout`; read by the
-/// layers below that wait on something other than their own future (cache followers), so they
-/// can give up at the same instant rather than be dropped.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline(pub Instant);
 
 /// The verified caller. Inserted by `authn`.
 #[derive(Debug, Clone)]

@@ -8,29 +8,48 @@
 //! - Upstream sees exactly the rule's credential: `Outseta <key>:<secret>`, the caller's own
 //!   bearer, or no `Authorization` — never the client's header otherwise, nor cookies.
 //! - The path and query sent are the plan's, i.e. exactly what the rule judged.
-//! - One attempt, bounded by `upstream_timeout` (to the response head); the body streams.
+//! - Each attempt is bounded by `upstream_timeout` (to the response head); the body streams.
+//!
+//! # The budget (spec §6)
+//! - A call made with the API key takes one permit from the [`Budget`] right before it goes
+//!   upstream, and only then: `user`/`none` credentials never pay, and nothing above the
+//!   forwarder (cache hits, collapsed followers) reaches it. The wait is recorded in the
+//!   request's trail (`budget_wait`).
+//! - No permit within `max_wait` (or what is left of the request's deadline):
+//!   [`GatewayError::UpstreamBusy`] with `Retry-After` — the cache's cue to serve stale.
+//! - Outseta answers 429 to an API-key call: the whole budget pauses for its `Retry-After`
+//!   (1 s when absent). A GET without a body is retried (up to [`MAX_ATTEMPTS`] calls, each
+//!   paying a permit) within `max_wait` of its first wait, else it gets `UpstreamBusy`;
+//!   other methods get Outseta's 429 as is.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::BoxFuture;
-use http::{HeaderValue, Request, Response, Uri, header};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
+use http_body::Body as _;
 use tower::Service;
 
-use super::context::{Caller, Plan, Trail};
+use super::context::{Caller, Deadline, Plan, Trail};
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
+use crate::budget::{self, Budget};
 use crate::config::secrets::ApiCredential;
 use crate::error::GatewayError;
+use crate::limits::key::UserKey;
 use crate::rules::Credential;
 use crate::telemetry::metrics as m;
 use crate::upstream::{self, HttpClient, headers};
+
+/// Upstream calls made for one request at most (the first and the retries after a 429).
+pub const MAX_ATTEMPTS: u32 = 3;
 
 #[derive(Clone)]
 pub struct Forward {
     client: HttpClient,
     api: Option<ApiCredential>,
+    budget: Option<Budget>,
 }
 
 impl std::fmt::Debug for Forward {
@@ -42,8 +61,19 @@ impl std::fmt::Debug for Forward {
 }
 
 impl Forward {
+    /// A forwarder without a budget (API-key calls unshaped): see [`with_budget`](Self::with_budget).
     pub fn new(client: HttpClient, api: Option<ApiCredential>) -> Self {
-        Self { client, api }
+        Self {
+            client,
+            api,
+            budget: None,
+        }
+    }
+
+    /// Shapes API-key calls through `budget` (the gateway always sets one).
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 }
 
@@ -122,42 +152,105 @@ impl Service<Request<Body>> for Forward {
             };
             let caller = ext.get::<Caller>().cloned();
             let trail = ext.get::<Trail>().cloned();
+            let user = UserKey::from_extensions(ext);
+            let deadline = ext.get::<Deadline>().map_or_else(
+                || {
+                    budget::later(
+                        tokio::time::Instant::now(),
+                        snapshot.config.server.request_timeout,
+                    )
+                },
+                |d| d.0,
+            );
             let (parts, body) = req.into_parts();
-            let upstream_req = this.build(
-                &snapshot.config.outseta.upstream,
-                &plan,
-                &parts.headers,
-                caller.as_ref(),
-                body,
-            )?;
-            let timeout = snapshot.config.server.upstream_timeout;
-            let start = Instant::now();
-            let result = upstream::send(&this.client, upstream_req, timeout).await;
-            let elapsed = start.elapsed();
-            let status_label = match &result {
-                Ok(r) => r.status().as_str().to_string(),
-                Err(upstream::UpstreamError::Timeout) => "timeout".into(),
-                Err(_) => "error".into(),
+            let budget = match plan.credential {
+                Credential::ApiKey => this.budget.as_ref(),
+                Credential::User | Credential::None => None,
             };
-            metrics::histogram!(m::UPSTREAM_DURATION, "rule" => plan.rule_name.to_string())
-                .record(elapsed.as_secs_f64());
-            metrics::counter!(m::UPSTREAM_REQUESTS,
-                "rule" => plan.rule_name.to_string(),
-                "credential" => plan.credential.as_str(),
-                "status" => status_label
-            )
-            .increment(1);
-            let rsp = result?;
-            let status = rsp.status().as_u16();
-            if let Some(t) = trail {
-                t.update(|t| {
-                    t.upstream_status = Some(status);
-                    t.upstream_latency = Some(elapsed);
-                });
+            let retryable = plan.method == Method::GET && body.is_end_stream();
+            // Retries after a 429 stay within max_wait of the first wait.
+            let window = budget
+                .map(|b| deadline.min(budget::later(tokio::time::Instant::now(), b.max_wait())));
+            let mut body = Some(body);
+            let mut waited = Duration::ZERO;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                if let (Some(budget), Some(window)) = (budget, window) {
+                    let granted = budget.acquire(&user, window).await;
+                    if let Ok(g) = &granted {
+                        waited += g.waited;
+                    }
+                    if let Some(t) = &trail {
+                        t.update(|t| t.budget_wait = Some(waited));
+                    }
+                    if let Err(busy) = granted {
+                        return Err(GatewayError::UpstreamBusy {
+                            retry_after: busy.retry_after,
+                        });
+                    }
+                }
+                let upstream_req = this.build(
+                    &snapshot.config.outseta.upstream,
+                    &plan,
+                    &parts.headers,
+                    caller.as_ref(),
+                    body.take().unwrap_or_else(body::empty),
+                )?;
+                let rsp = this
+                    .send(&snapshot, &plan, upstream_req, trail.as_ref())
+                    .await?;
+                if let Some(budget) = budget
+                    && rsp.status() == StatusCode::TOO_MANY_REQUESTS
+                {
+                    let pause = budget::pause::retry_after(rsp.headers(), SystemTime::now());
+                    budget.pause(pause).await;
+                    if retryable && attempt < MAX_ATTEMPTS {
+                        continue;
+                    }
+                }
+                let (mut rparts, rbody) = rsp.into_parts();
+                headers::downstream_response(&mut rparts.headers);
+                return Ok(Response::from_parts(rparts, body::boxed(rbody)));
             }
-            let (mut rparts, rbody) = rsp.into_parts();
-            headers::downstream_response(&mut rparts.headers);
-            Ok(Response::from_parts(rparts, body::boxed(rbody)))
         })
+    }
+}
+
+impl Forward {
+    /// One upstream attempt, with its metrics and trail entries.
+    async fn send(
+        &self,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        upstream_req: Request<Body>,
+        trail: Option<&Trail>,
+    ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
+        let timeout = snapshot.config.server.upstream_timeout;
+        let start = Instant::now();
+        let result = upstream::send(&self.client, upstream_req, timeout).await;
+        let elapsed = start.elapsed();
+        let status_label = match &result {
+            Ok(r) => r.status().as_str().to_string(),
+            Err(upstream::UpstreamError::Timeout) => "timeout".into(),
+            Err(_) => "error".into(),
+        };
+        metrics::histogram!(m::UPSTREAM_DURATION, "rule" => plan.rule_name.to_string())
+            .record(elapsed.as_secs_f64());
+        metrics::counter!(m::UPSTREAM_REQUESTS,
+            "rule" => plan.rule_name.to_string(),
+            "credential" => plan.credential.as_str(),
+            "status" => status_label
+        )
+        .increment(1);
+        let rsp = result?;
+        if let Some(t) = trail {
+            let status = rsp.status().as_u16();
+            t.update(|t| {
+                t.upstream_status = Some(status);
+                t.upstream_latency = Some(elapsed);
+            });
+        }
+        Ok(rsp)
     }
 }

@@ -12,9 +12,10 @@
 //! | `route` | limits, path safety and the rule match come before any work |
 //! | `timeout` | one deadline for auth (JWKS refetch), policy and upstream |
 //! | `authn` | the rule's `auth` mode decides whether a token is needed |
+//! | `user_limit` | needs the caller (`sub`, else IP); before policy and cache, so every request counts |
 //! | `policy` | needs the caller; runs before the cache so every answer is judged |
 //! | `cache` | after policy (the key is the judged upstream request; hits are judged too); coalesces misses, serves stale, invalidates after writes |
-//! | `forward` | terminal: credential swap and the upstream call |
+//! | `forward` | terminal: budget permit (API key only), credential swap, the upstream call |
 //!
 //! Layers talk only through the request-extension types of [`context`].
 
@@ -29,6 +30,7 @@ pub mod rescue;
 pub mod route;
 pub mod snapshot;
 pub mod timeout;
+pub mod user_limit;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -39,12 +41,14 @@ use tower::{Service, ServiceBuilder};
 use crate::auth::verify::Verifier;
 use crate::body::Body;
 use crate::cache::{CacheLayer, ResponseCache};
+use crate::limits::user::UserLimiter;
 
 /// What the stack is built from.
 pub struct Parts {
     pub live: Arc<snapshot::Live>,
     pub verifier: Arc<Verifier>,
     pub cache: Arc<ResponseCache>,
+    pub user_limit: Arc<UserLimiter>,
     pub forward: forward::Forward,
 }
 
@@ -64,6 +68,7 @@ pub fn stack(
         .layer(route::RouteLayer)
         .layer(timeout::RequestTimeoutLayer)
         .layer(authn::AuthnLayer::new(p.verifier))
+        .layer(user_limit::UserLimitLayer::new(p.user_limit))
         .layer(policy::PolicyLayer)
         .layer(CacheLayer::new(p.cache))
         .service(p.forward)

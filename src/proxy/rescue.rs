@@ -1,6 +1,9 @@
 //! The rescue boundary: below it every layer returns `Result<Response, GatewayError>`; here
 //! an `Err` becomes its problem+json response (through [`GatewayError::into_response`], the
 //! one mapping). Above it the error type is `Infallible`.
+//!
+//! Layers below may ask for headers on whatever response comes out (the per-user
+//! `RateLimit` fields) through the [`ResponseHeaders`] put in the request here.
 
 use std::convert::Infallible;
 use std::task::{Context, Poll};
@@ -9,7 +12,7 @@ use futures_util::future::BoxFuture;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::context::RequestId;
+use super::context::{RequestId, ResponseHeaders};
 use crate::body::Body;
 use crate::error::GatewayError;
 
@@ -44,18 +47,22 @@ where
         }
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let rid = req
             .extensions()
             .get::<RequestId>()
             .map(|r| r.as_str().to_string())
             .unwrap_or_default();
+        let extra = ResponseHeaders::default();
+        req.extensions_mut().insert(extra.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
-            Ok(match fut.await {
+            let mut rsp = match fut.await {
                 Ok(rsp) => rsp,
                 Err(e) => e.into_response(&rid),
-            })
+            };
+            extra.apply(rsp.headers_mut());
+            Ok(rsp)
         })
     }
 }

@@ -1,5 +1,7 @@
 //! The overall deadline of a request (`server.request_timeout`), queueing included: on expiry
-//! the request is answered 504 `upstream_timeout` and the work below is dropped.
+//! the request is answered 504 `upstream_timeout` and the work below is dropped. The deadline
+//! is also put in the request ([`Deadline`]) so the budget can refuse a wait that would not
+//! fit in it.
 //!
 //! # Position in the stack
 //! Right below routing (which loads the limits), above auth, policy and forwarding.
@@ -9,7 +11,7 @@
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
@@ -54,11 +56,11 @@ where
             .get::<Arc<Snapshot>>()
             .map(|s| s.config.server.request_timeout)
             .unwrap_or(Duration::from_secs(30));
-        let deadline = Instant::now() + limit;
+        let deadline = crate::budget::later(tokio::time::Instant::now(), limit);
         req.extensions_mut().insert(Deadline(deadline));
         let fut = self.inner.call(req);
         Box::pin(async move {
-            match tokio::time::timeout_at(deadline.into(), fut).await {
+            match tokio::time::timeout_at(deadline, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(GatewayError::UpstreamTimeout),
             }

@@ -12,7 +12,7 @@
 //! | `GET /api/v1/billing/plans[/{uid}]`, `GET /api/v1/billing/planfamilies[/{uid}]` | none |
 //! | `GET /api/v1/billing/subscriptions`, `GET /api/v1/billing/invoices` | the API key (everything) or a bearer token (auto-scoped to the caller, as Outseta does) |
 //! | `GET`/`PUT /api/v1/crm/people/{uid}`, `GET /api/v1/crm/people`, same for `crm/accounts`; `GET /api/v1/billing/subscriptions/{uid}`, `GET /api/v1/billing/invoices/{uid}`, `GET /api/v1/billing/transactions/{accountUid}`; `GET`/`POST /api/v1/support/cases`, `GET /api/v1/support/cases/{uid}` | the API key only; a bearer token is 401 (a choice: Outseta's behaviour for bearers there is undocumented) |
-//! | `GET /__sim/stats`, `POST /__sim/reset-stats` | none; not counted, not delayed |
+//! | `GET /__sim/stats` (counts, 429s, API-key arrival times), `POST /__sim/reset-stats` | none; not counted, not delayed |
 //!
 //! # Guarantees
 //! - The simulator mirrors Outseta as documented in `shared/outseta.md`; where Outseta's

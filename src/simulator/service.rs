@@ -93,10 +93,11 @@ async fn endpoint(
     req: Request<Body>,
 ) -> Response<Body> {
     let cred = auth::parse(req.headers(), &state.api);
-    if let Credential::ApiKey { key, valid: true } = &cred
-        && !state.limiter.check(key)
-    {
-        return respond::too_many_requests();
+    if let Credential::ApiKey { key, valid: true } = &cred {
+        state.stats.arrived_with_api_key();
+        if !state.limiter.check(key) {
+            return respond::too_many_requests();
+        }
     }
     let Ok(caller) = authenticate(state, route.access, &cred) else {
         return respond::unauthorized();

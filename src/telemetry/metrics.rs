@@ -16,6 +16,15 @@ pub const UPSTREAM_DURATION: &str = "gateway_upstream_duration_seconds";
 pub const UPSTREAM_REQUESTS: &str = "gateway_upstream_requests_total";
 pub const RESPONSE_DENIED: &str = "gateway_response_denied_total";
 pub const IN_FLIGHT: &str = "gateway_requests_in_flight";
+pub const BUDGET_PERMITS: &str = "gateway_budget_permits_total";
+pub const BUDGET_WAIT: &str = "gateway_budget_wait_seconds";
+pub const BUDGET_QUEUE_DEPTH: &str = "gateway_budget_queue_depth";
+pub const BUDGET_REJECTIONS: &str = "gateway_budget_rejections_total";
+pub const BUDGET_MODE: &str = "gateway_budget_mode";
+pub const BUDGET_REDIS_ERRORS: &str = "gateway_budget_redis_errors_total";
+pub const UPSTREAM_429: &str = "gateway_upstream_429_total";
+pub const USER_LIMITED: &str = "gateway_user_limited_total";
+pub const USER_LIMIT_KEYS: &str = "gateway_user_limit_keys";
 pub const CONFIG_RELOADS: &str = "gateway_config_reloads_total";
 pub const CACHE_HITS: &str = "gateway_cache_hits_total";
 pub const CACHE_MISSES: &str = "gateway_cache_misses_total";
@@ -86,6 +95,31 @@ fn describe() {
         "Responses withheld by response_when, by rule"
     );
     describe_gauge!(IN_FLIGHT, "Requests being handled");
+    describe_counter!(
+        BUDGET_PERMITS,
+        "Upstream budget permits granted, by how (immediate or queued)"
+    );
+    describe_histogram!(
+        BUDGET_WAIT,
+        Unit::Seconds,
+        "Time a request queued for an upstream budget permit"
+    );
+    describe_gauge!(BUDGET_QUEUE_DEPTH, "Requests queued for a budget permit");
+    describe_counter!(
+        BUDGET_REJECTIONS,
+        "Requests refused a budget permit (503 upstream_busy or stale), by reason"
+    );
+    describe_gauge!(
+        BUDGET_MODE,
+        "Budget mode: 1 for the current one (local for the memory store; shared or fallback with Redis)"
+    );
+    describe_counter!(
+        BUDGET_REDIS_ERRORS,
+        "Failed or timed-out Redis budget calls"
+    );
+    describe_counter!(UPSTREAM_429, "429 answers from Outseta to API-key calls");
+    describe_counter!(USER_LIMITED, "Requests refused by the per-user limit (429)");
+    describe_gauge!(USER_LIMIT_KEYS, "Callers tracked by the per-user limit");
     describe_counter!(CONFIG_RELOADS, "Configuration reload attempts, by result");
     describe_counter!(
         CACHE_HITS,

@@ -17,9 +17,10 @@
 //! Knobs: `set_status` (every API answer), `set_response_header` (added to every API
 //! answer), `set_delay` (`/slow` paths), `hits` (requests seen for one path).
 //!
-//! Every API request is recorded (method, path+query, headers, body).
+//! Every API request is recorded (method, path+query, headers, body, arrival time). Replies
+//! queued with `push_reply` answer the next API requests, one each, before the routes above.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -42,7 +43,10 @@ pub struct Seen {
     pub path_and_query: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    pub at: std::time::Instant,
 }
+
+type Scripted = (u16, Vec<(String, String)>, String);
 
 #[derive(Default)]
 struct State {
@@ -56,6 +60,7 @@ struct State {
     extra_headers: Mutex<Vec<(String, String)>>,
     data: Mutex<HashMap<String, Value>>,
     gets: Mutex<HashMap<String, u64>>,
+    scripted: Mutex<VecDeque<Scripted>>,
 }
 
 #[derive(Clone)]
@@ -193,6 +198,19 @@ impl MockOutseta {
             .count()
     }
 
+    /// The next API request gets this reply (replies queue up, one per request).
+    pub fn push_reply(&self, status: u16, headers: &[(&str, &str)], body: &str) {
+        let headers = headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.state
+            .scripted
+            .lock()
+            .unwrap()
+            .push_back((status, headers, body.to_string()));
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.state.seen.lock().unwrap().clone()
     }
@@ -240,7 +258,18 @@ async fn handle(
         path_and_query: pq.clone(),
         headers: parts.headers.clone(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
+    let scripted = st.scripted.lock().unwrap().pop_front();
+    if let Some((status, headers, body)) = scripted {
+        let mut rsp = Response::builder()
+            .status(StatusCode::from_u16(status).unwrap())
+            .header("content-type", "application/json");
+        for (k, v) in headers {
+            rsp = rsp.header(k, v);
+        }
+        return Ok(rsp.body(Full::new(Bytes::from(body))).unwrap());
+    }
     let delay = *st.delay.lock().unwrap();
     if path.starts_with("/slow") || path.contains("/slow") {
         tokio::time::sleep(delay).await;

@@ -7,6 +7,8 @@ pub mod gateway;
 pub mod keys;
 pub mod mock;
 pub mod process;
+pub mod redis;
+pub mod sim;
 pub mod static_site;
 pub mod tools;
 
