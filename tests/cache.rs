@@ -122,6 +122,15 @@ ttl = "30s"
 stale_while_revalidate = "{swr}"
 stale_if_error = "{sie}"
 
+# These tests are about the cache: the budget and the per-user limit must not shape them.
+[upstream_limit]
+rate = "10000/s"
+burst = 10000
+
+[user_limit]
+rate = "100000/min"
+burst = 10000
+
 {RULES}
 "#,
             base = mock.base_url(),
