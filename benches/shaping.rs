@@ -43,6 +43,7 @@ fn limit(rate: &str, burst: u32, max_wait: Duration, store: Store, url: &str) ->
         max_wait,
         store,
         redis_url: url.into(),
+        redis_url_from_env: false,
         redis_key: "bench:budget".into(),
         redis_fallback_share: 0.5,
     }

@@ -100,6 +100,11 @@ impl Reloader {
         }
         next.path = Some(self.path.clone());
         let current = self.live.snapshot();
+        let running = &current.config.upstream_limit;
+        if running.redis_url_from_env {
+            // Read from the environment at start; the environment does not change.
+            next.override_redis_url(running.redis_url.clone());
+        }
         let restart_needed = restart_needed(&current.config, &next);
         self.live.replace(Snapshot::new(Arc::new(next)));
         self.last_digest = Some(digest);

@@ -106,6 +106,7 @@ fn config(redis: &Redis, rate: &str, burst: u32, max_wait_ms: u64, key: &str) ->
         max_wait: Duration::from_millis(max_wait_ms),
         store: Store::Redis,
         redis_url: redis.url(),
+        redis_url_from_env: false,
         redis_key: key.into(),
         redis_fallback_share: 0.5,
     }
@@ -297,14 +298,37 @@ burst = 1000
         "budget-redis.toml",
         &sim::config(&sim.base, &jwks.jwks_url(), &limits),
     );
-    let env = [
-        ("OUTSETA_API_KEY", API_KEY),
-        ("OUTSETA_API_SECRET", API_SECRET),
-    ];
+    // The third replica's file names a dead Redis; the URL it really uses comes from
+    // OUTSETA_REDIS_URL_FILE (as the Helm chart mounts it from a Secret).
+    let cfg_env = temp_file(
+        "budget-redis-env.toml",
+        &sim::config(
+            &sim.base,
+            &jwks.jwks_url(),
+            &limits.replace(&redis.url(), "redis://127.0.0.1:1"),
+        ),
+    );
+    let url_file = temp_file("redis-url", &format!("{}\n", redis.url()));
     let mut replicas = Vec::new();
-    for _ in 0..3 {
+    for i in 0..3 {
+        let mut env = vec![
+            ("OUTSETA_API_KEY", API_KEY),
+            ("OUTSETA_API_SECRET", API_SECRET),
+        ];
+        let file = if i == 2 {
+            env.push(("OUTSETA_REDIS_URL_FILE", url_file.to_str().unwrap()));
+            &cfg_env
+        } else {
+            &cfg
+        };
         let p = Proc::spawn(
-            &["serve", "-c", cfg.to_str().unwrap(), "--log-format", "json"],
+            &[
+                "serve",
+                "-c",
+                file.to_str().unwrap(),
+                "--log-format",
+                "json",
+            ],
             &env,
         );
         let (listen, admin) = p.wait_serving().await;

@@ -1,5 +1,5 @@
 //! Hot reload: a changed rule takes effect without a dropped request, an invalid edit is
-//! refused and the old rule keeps working, SIGHUP reloads.
+//! refused and the old rule keeps working, SIGHUP reloads, the cache and the JWKS keys survive.
 
 mod support;
 
@@ -159,4 +159,60 @@ async fn sighup_reloads_the_binary() {
         200
     );
     assert!(p.output().contains("configuration reloaded"));
+}
+
+#[tokio::test]
+async fn the_cache_and_the_jwks_keys_survive_a_reload() {
+    let cached = |when: &str| {
+        format!(
+            r#"
+[user_limit]
+rate = "100000/min"
+burst = 10000
+
+[[rule]]
+name = "read person"
+methods = ["GET"]
+path = "/api/v1/crm/people/{{uid}}"
+when = "{when}"
+cache = "60s"
+"#
+        )
+    };
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let path = temp_file(
+        "reload-cache.toml",
+        &config_text(&mock, &cached("path.uid == claims.sub")),
+    );
+    let gw = Gateway::start_with(&mock, outseta_gateway::Config::load(&path).unwrap()).await;
+    let auth = bearer(&key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
+    let url = gw.url("/api/v1/crm/people/u1");
+    let first = get(&url, &[("authorization", &auth)]).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(mock.hits("/api/v1/crm/people/u1"), 1);
+    let jwks_fetches = mock.jwks_fetches();
+
+    // A rule edit (same path, wider condition): reloaded, and the entry stored before it is
+    // still served without a new upstream call; the JWKS keys are not refetched.
+    std::fs::write(
+        &path,
+        config_text(&mock, &cached("path.uid == claims.sub || path.uid == 'u2'")),
+    )
+    .unwrap();
+    // (The metrics recorder is process-wide and shared with the other tests here: wait for
+    // the new rule itself.)
+    let other = gw.url("/api/v1/crm/people/u2");
+    assert!(
+        wait_for(async || get(&other, &[("authorization", &auth)]).await.status == 200).await,
+        "the edit was not reloaded"
+    );
+    let again = get(&url, &[("authorization", &auth)]).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.text(), first.text());
+    let status = again.header("cache-status").unwrap_or_default();
+    assert!(status.contains("hit"), "{status}");
+    assert_eq!(mock.hits("/api/v1/crm/people/u1"), 1, "the cache was lost");
+    assert_eq!(mock.jwks_fetches(), jwks_fetches, "the JWKS keys were lost");
+    gw.shutdown().await;
 }

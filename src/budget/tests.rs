@@ -16,6 +16,7 @@ fn config(rate: &str, burst: u32, max_wait_ms: u64) -> UpstreamLimit {
         max_wait: Duration::from_millis(max_wait_ms),
         store: Store::Memory,
         redis_url: "redis://127.0.0.1:1".into(),
+        redis_url_from_env: false,
         redis_key: "k".into(),
         redis_fallback_share: 0.5,
     }

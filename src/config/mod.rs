@@ -79,15 +79,33 @@ pub enum Store {
     Redis,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct UpstreamLimit {
     pub rate: Rate,
     pub burst: NonZeroU32,
     pub max_wait: Duration,
     pub store: Store,
+    /// May carry a password: never logged (`Debug` hides it).
     pub redis_url: String,
+    /// Whether `redis_url` came from `OUTSETA_REDIS_URL(_FILE)` rather than the file.
+    pub redis_url_from_env: bool,
     pub redis_key: String,
     pub redis_fallback_share: f64,
+}
+
+impl std::fmt::Debug for UpstreamLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamLimit")
+            .field("rate", &self.rate)
+            .field("burst", &self.burst)
+            .field("max_wait", &self.max_wait)
+            .field("store", &self.store)
+            .field("redis_url", &"<redacted>")
+            .field("redis_url_from_env", &self.redis_url_from_env)
+            .field("redis_key", &self.redis_key)
+            .field("redis_fallback_share", &self.redis_fallback_share)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -144,7 +162,9 @@ impl Config {
         }
     }
 
-    /// Reads and validates a file (blocking read; call from startup or `spawn_blocking`).
+    /// Reads and validates a file, then applies the environment's overrides
+    /// ([`Config::override_redis_url`] from `OUTSETA_REDIS_URL(_FILE)`). Blocking reads: call
+    /// from startup or `spawn_blocking`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let source = path.display().to_string();
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
@@ -153,7 +173,24 @@ impl Config {
         })?;
         let mut c = Self::from_toml(&text, &source)?;
         c.path = Some(path.to_path_buf());
+        match secrets::redis_url_from_env() {
+            Ok(Some(url)) => c.override_redis_url(url),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(ConfigError {
+                    source,
+                    problems: vec![e],
+                });
+            }
+        }
         Ok(c)
+    }
+
+    /// Replaces `[upstream_limit].redis_url` (from the environment: a URL with a password
+    /// belongs in a Secret, not in `gateway.toml`).
+    pub fn override_redis_url(&mut self, url: String) {
+        self.upstream_limit.redis_url = url;
+        self.upstream_limit.redis_url_from_env = true;
     }
 
     /// Whether some rule forwards with the API key (then the key is required at startup).

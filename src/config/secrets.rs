@@ -1,5 +1,7 @@
 //! The Outseta API key and secret: from `OUTSETA_API_KEY` / `OUTSETA_API_SECRET`, or from the
 //! files named by `OUTSETA_API_KEY_FILE` / `OUTSETA_API_SECRET_FILE` (Kubernetes secrets).
+//! Also the Redis URL override `OUTSETA_REDIS_URL` / `OUTSETA_REDIS_URL_FILE` (it may carry a
+//! password, so it may come from a Secret rather than `gateway.toml`).
 //!
 //! # Guarantees
 //! - The values are never in the config file, a log line, an error message or `Debug` output:
@@ -86,6 +88,28 @@ pub fn load(
     }
 }
 
+/// The Redis URL from `OUTSETA_REDIS_URL` or the file named by `OUTSETA_REDIS_URL_FILE`
+/// (trimmed); `Ok(None)` when neither is set. Errors name the variable, never the URL.
+pub fn redis_url(
+    lookup: &dyn Fn(&str) -> Option<String>,
+    read_file: &dyn Fn(&str) -> std::io::Result<String>,
+) -> Result<Option<String>, String> {
+    let url = one("OUTSETA_REDIS_URL", lookup, read_file)?;
+    match url {
+        Some(u) if u.starts_with("redis://") || u.starts_with("rediss://") => Ok(Some(u)),
+        Some(_) => Err(
+            "OUTSETA_REDIS_URL (or the file named by OUTSETA_REDIS_URL_FILE) must start with redis:// or rediss://"
+                .into(),
+        ),
+        None => Ok(None),
+    }
+}
+
+/// [`redis_url`] from the real process environment and filesystem.
+pub fn redis_url_from_env() -> Result<Option<String>, String> {
+    redis_url(&|k| std::env::var(k).ok(), &|p| std::fs::read_to_string(p))
+}
+
 /// Loads from the real process environment and filesystem.
 pub fn from_env() -> Result<Option<ApiCredential>, String> {
     load(&|k| std::env::var(k).ok(), &|p| std::fs::read_to_string(p))
@@ -164,5 +188,38 @@ mod tests {
         assert!(e.contains("only one"));
         let c = ApiCredential::new("k", "hunter2").unwrap();
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn redis_url_from_variable_or_file_never_echoed() {
+        let files: HashMap<String, String> =
+            [("/r".to_string(), "redis://:pw@redis:6379/0\n".to_string())].into();
+        let read = |p: &str| {
+            files
+                .get(p)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        };
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(
+            redis_url(&env(&[("OUTSETA_REDIS_URL_FILE", "/r")]), &read).unwrap(),
+            Some("redis://:pw@redis:6379/0".to_string())
+        );
+        assert_eq!(
+            redis_url(&env(&[("OUTSETA_REDIS_URL", "rediss://h:1")]), &read).unwrap(),
+            Some("rediss://h:1".to_string())
+        );
+        assert_eq!(redis_url(&env(&[]), &read).unwrap(), None);
+        let e = redis_url(&env(&[("OUTSETA_REDIS_URL", "http://:hunter2@h")]), &read).unwrap_err();
+        assert!(e.contains("redis://") && !e.contains("hunter2"));
+        let e = redis_url(&env(&[("OUTSETA_REDIS_URL_FILE", "/missing")]), &read).unwrap_err();
+        assert!(e.contains("OUTSETA_REDIS_URL_FILE"));
     }
 }

@@ -270,6 +270,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Vec<String>) -> Option<C
         max_wait: cx.dur("upstream_limit", "max_wait", &u.max_wait, "10s"),
         store,
         redis_url,
+        redis_url_from_env: false,
         redis_key,
         redis_fallback_share: share,
     };

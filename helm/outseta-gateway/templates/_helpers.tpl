@@ -113,10 +113,10 @@ each with its own gateway), e.g. (dict "Values" .Values "Release" .Release "repl
 {{- if and (gt $replicas 1) (ne $store "redis") }}
 {{- fail (printf "outseta-gateway: %d gateway replicas with config.upstream_limit.store = %q: %d in-memory budgets would multiply Outseta's 4 req/s limit (each replica would allow config.upstream_limit.rate = %q on its own). Set config.upstream_limit.store to \"redis\" and config.upstream_limit.redis_url so that all replicas share one budget, or run a single replica (replicaCount: 1, autoscaling.maxReplicas: 1)." $replicas $store $replicas (toString (default "4/s" (index $ul "rate")))) }}
 {{- end }}
-{{- if and (gt $replicas 1) (eq $store "redis") }}
+{{- if and (gt $replicas 1) (eq $store "redis") (not $v.redis.existingSecret) }}
 {{- $url := toString (default "redis://127.0.0.1:6379" (index $ul "redis_url")) }}
 {{- if regexMatch "^rediss?://([^@/]*@)?(127\\.[0-9.]+|localhost|\\[::1\\])(:[0-9]+)?(/.*)?$" $url }}
-{{- fail (printf "outseta-gateway: config.upstream_limit.redis_url = %q is a loopback address: every pod would have its own Redis, hence its own budget. Point it at a Redis shared by all %d replicas (the gateway reads the URL only from gateway.toml; redis.existingSecret does not replace it yet)." $url $replicas) }}
+{{- fail (printf "outseta-gateway: config.upstream_limit.redis_url = %q is a loopback address: every pod would have its own Redis, hence its own budget. Point it at a Redis shared by all %d replicas, or give its URL in a Secret (redis.existingSecret)." $url $replicas) }}
 {{- end }}
 {{- end }}
 {{- if and $v.outseta.existingSecret (or $v.outseta.apiKey $v.outseta.apiSecret) }}
@@ -346,7 +346,7 @@ native sidecar under initContainers, Kubernetes >= 1.29).
       value: {{ printf "/var/run/secrets/outseta-gateway/%s" $keys.apiSecret | quote }}
     {{- end }}
     {{- if $v.redis.existingSecret }}
-    # Not read by gateway 0.1.0 (it uses redis_url from gateway.toml); see values.yaml `redis`.
+    # Overrides config.upstream_limit.redis_url.
     - name: OUTSETA_REDIS_URL_FILE
       value: {{ printf "/var/run/secrets/outseta-gateway-redis/%s" $v.redis.existingSecretKey | quote }}
     {{- end }}
