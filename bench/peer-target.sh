@@ -7,7 +7,9 @@
 # Environment from the harness: PORT, BENCH_CACHE (1|0), CACHE_TTL_S, ORIGIN_URL, JWKS_URL,
 # JWT_ISS, JWT_AUD, UPSTREAM_AUTHORIZATION ("Outseta key:secret").
 # Optional: OURS_BIN (default: target/release/outseta-gateway beside this script),
-# OURS_LOG (default "info": one access line per request, as in production; "off" disables).
+# OURS_LOG (default "warn": warnings and errors, no access lines — like the peers, which run
+# with nginx's access_log off and no HAProxy log target; "info" adds one access line per
+# request, as in production).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 bin=${OURS_BIN:-$here/../target/release/outseta-gateway}
@@ -49,5 +51,5 @@ when = "path.uid == claims.sub"
 cache = "$cache"
 TOML
 
-export RUST_LOG=${OURS_LOG:-info}
+export RUST_LOG=${OURS_LOG:-warn}
 exec "$bin" serve -c "$cfg" --log-format json
