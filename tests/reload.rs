@@ -13,8 +13,11 @@ use support::keys::{self, SigningKey};
 use support::mock::MockOutseta;
 use support::process::{Proc, temp_file};
 
-// The load loop below is one user as fast as it can go: keep the per-user limit out of its way.
-const STRICT: &str = r#"
+/// One rule reading a person under `when`, plus `extra` rule keys. The load loop below is one
+/// user as fast as it can go: the per-user limit is kept out of its way.
+fn person_rule(when: &str, extra: &str) -> String {
+    format!(
+        r#"
 [user_limit]
 rate = "100000/min"
 burst = 10000
@@ -22,21 +25,16 @@ burst = 10000
 [[rule]]
 name = "read person"
 methods = ["GET"]
-path = "/api/v1/crm/people/{uid}"
-when = "path.uid == claims.sub"
-"#;
+path = "/api/v1/crm/people/{{uid}}"
+when = "{when}"
+{extra}
+"#
+    )
+}
 
-const RELAXED: &str = r#"
-[user_limit]
-rate = "100000/min"
-burst = 10000
-
-[[rule]]
-name = "read person"
-methods = ["GET"]
-path = "/api/v1/crm/people/{uid}"
-when = "path.uid == claims.sub || path.uid == 'u2'"
-"#;
+const OWN: &str = "path.uid == claims.sub";
+const CACHED: &str = "cache = \"60s\"";
+const OWN_OR_U2: &str = "path.uid == claims.sub || path.uid == 'u2'";
 
 async fn wait_for(mut f: impl AsyncFnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -53,7 +51,7 @@ async fn wait_for(mut f: impl AsyncFnMut() -> bool) -> bool {
 async fn a_changed_rule_takes_effect_without_a_dropped_request_and_bad_edits_are_refused() {
     let key = SigningKey::generate("k1");
     let mock = MockOutseta::start(&[&key]).await;
-    let path = temp_file("reload.toml", &config_text(&mock, STRICT));
+    let path = temp_file("reload.toml", &config_text(&mock, &person_rule(OWN, "")));
     let gw = Gateway::start_with(&mock, outseta_gateway::Config::load(&path).unwrap()).await;
     let auth = bearer(&key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
     let url = gw.url("/api/v1/crm/people/u2");
@@ -81,7 +79,7 @@ async fn a_changed_rule_takes_effect_without_a_dropped_request_and_bad_edits_are
             }
         })
     };
-    std::fs::write(&path, config_text(&mock, RELAXED)).unwrap();
+    std::fs::write(&path, config_text(&mock, &person_rule(OWN_OR_U2, ""))).unwrap();
     assert!(
         wait_for(async || get(&url, &[("authorization", &auth)]).await.status == 200).await,
         "the new rule never took effect"
@@ -118,7 +116,7 @@ async fn a_changed_rule_takes_effect_without_a_dropped_request_and_bad_edits_are
 async fn sighup_reloads_the_binary() {
     let key = SigningKey::generate("k1");
     let mock = MockOutseta::start(&[&key]).await;
-    let path = temp_file("hup.toml", &config_text(&mock, STRICT));
+    let path = temp_file("hup.toml", &config_text(&mock, &person_rule(OWN, "")));
     let p = Proc::spawn(
         &[
             "serve",
@@ -163,27 +161,11 @@ async fn sighup_reloads_the_binary() {
 
 #[tokio::test]
 async fn the_cache_and_the_jwks_keys_survive_a_reload() {
-    let cached = |when: &str| {
-        format!(
-            r#"
-[user_limit]
-rate = "100000/min"
-burst = 10000
-
-[[rule]]
-name = "read person"
-methods = ["GET"]
-path = "/api/v1/crm/people/{{uid}}"
-when = "{when}"
-cache = "60s"
-"#
-        )
-    };
     let key = SigningKey::generate("k1");
     let mock = MockOutseta::start(&[&key]).await;
     let path = temp_file(
         "reload-cache.toml",
-        &config_text(&mock, &cached("path.uid == claims.sub")),
+        &config_text(&mock, &person_rule(OWN, CACHED)),
     );
     let gw = Gateway::start_with(&mock, outseta_gateway::Config::load(&path).unwrap()).await;
     let auth = bearer(&key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
@@ -195,11 +177,7 @@ cache = "60s"
 
     // A rule edit (same path, wider condition): reloaded, and the entry stored before it is
     // still served without a new upstream call; the JWKS keys are not refetched.
-    std::fs::write(
-        &path,
-        config_text(&mock, &cached("path.uid == claims.sub || path.uid == 'u2'")),
-    )
-    .unwrap();
+    std::fs::write(&path, config_text(&mock, &person_rule(OWN_OR_U2, CACHED))).unwrap();
     // (The metrics recorder is process-wide and shared with the other tests here: wait for
     // the new rule itself.)
     let other = gw.url("/api/v1/crm/people/u2");
