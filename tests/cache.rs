@@ -251,7 +251,8 @@ async fn a_denied_user_never_gets_a_cached_body_and_response_when_runs_on_hits()
     let r = env.get("/api/v1/crm/people/u1", "u2").await;
     assert_eq!(r.status, 403);
     assert!(!r.text().contains("u1@example.com"));
-    assert!(r.header("cache-status").is_none());
+    // A response of a cacheable rule, which the cache did not answer (spec §4).
+    assert_eq!(cache_status(&r), "outseta-gateway; fwd=bypass");
 
     // The invoice belongs to acct-1: its owner's fetch is stored...
     let owner = bearer(&env.token("u1", "acct-1"));
@@ -264,6 +265,7 @@ async fn a_denied_user_never_gets_a_cached_body_and_response_when_runs_on_hits()
     let r = get(&url, &[("authorization", &other)]).await;
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(!r.text().contains("invoice-body-marker"));
+    assert_eq!(cache_status(&r), "outseta-gateway; fwd=bypass");
     // The owner still hits.
     let r = get(&url, &[("authorization", &owner)]).await;
     assert!(cache_status(&r).contains("hit"));
@@ -472,6 +474,7 @@ async fn stale_if_error_on_5xx_and_timeout() {
     let r = env.get("/api/v1/short/slow-cold", "u1").await;
     assert_eq!(r.status, 504);
     assert_eq!(r.code(), "upstream_timeout");
+    assert_eq!(cache_status(&r), "outseta-gateway; fwd=bypass");
 }
 
 #[tokio::test]

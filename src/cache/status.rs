@@ -55,6 +55,13 @@ impl StaleReason {
     }
 }
 
+/// `outseta-gateway; fwd=bypass`: an answer not stored — and, registered by `route`, the
+/// default for the responses of a cacheable rule that the cache layer did not make (denials,
+/// limits, errors).
+pub fn bypass_value() -> HeaderValue {
+    HeaderValue::from_static("outseta-gateway; fwd=bypass")
+}
+
 /// Why an upstream answer was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BypassReason {
@@ -118,7 +125,7 @@ impl CacheStatus {
                 }
                 StaleReason::UpstreamBusy => "outseta-gateway; fwd=stale; detail=upstream-busy",
             }),
-            Self::Bypass(_) => HeaderValue::from_static("outseta-gateway; fwd=bypass"),
+            Self::Bypass(_) => bypass_value(),
         }
     }
 

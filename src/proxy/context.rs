@@ -35,24 +35,81 @@ pub struct Deadline(pub tokio::time::Instant);
 /// Headers that layers below the rescue boundary want on the final response, whether it is
 /// a success or an error (e.g. `RateLimit`). Inserted by `rescue`, which applies them.
 #[derive(Debug, Clone, Default)]
-pub struct ResponseHeaders(Arc<Mutex<HeaderMap>>);
+pub struct ResponseHeaders(Arc<Mutex<Recorded>>);
+
+#[derive(Debug, Default)]
+struct Recorded {
+    set: HeaderMap,
+    defaults: HeaderMap,
+}
 
 impl ResponseHeaders {
+    /// `name` on the final response, replacing any value it has.
     pub fn insert(&self, name: HeaderName, value: HeaderValue) {
         if let Ok(mut h) = self.0.lock() {
-            h.insert(name, value);
+            h.set.insert(name, value);
         }
     }
 
-    /// Moves the recorded headers onto `to` (replacing same-named ones).
+    /// `name` on the final response only if nothing below set it (e.g. `Cache-Status` on the
+    /// errors of a cacheable rule, which the cache layer did not answer).
+    pub fn insert_default(&self, name: HeaderName, value: HeaderValue) {
+        if let Ok(mut h) = self.0.lock() {
+            h.defaults.insert(name, value);
+        }
+    }
+
+    /// Moves the recorded headers onto `to`: the set ones replace same-named headers, the
+    /// defaults fill in missing ones.
     pub fn apply(&self, to: &mut HeaderMap) {
         if let Ok(mut h) = self.0.lock() {
-            for (name, value) in std::mem::take(&mut *h) {
+            let Recorded { set, defaults } = std::mem::take(&mut *h);
+            for (name, value) in set {
                 if let Some(name) = name {
                     to.insert(name, value);
                 }
             }
+            for (name, value) in defaults {
+                if let Some(name) = name
+                    && !to.contains_key(&name)
+                {
+                    to.insert(name, value);
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod response_headers_tests {
+    use super::*;
+
+    #[test]
+    fn set_headers_replace_and_defaults_only_fill_in() {
+        let extra = ResponseHeaders::default();
+        extra.insert(
+            HeaderName::from_static("a"),
+            HeaderValue::from_static("set"),
+        );
+        extra.insert_default(
+            HeaderName::from_static("a"),
+            HeaderValue::from_static("default"),
+        );
+        extra.insert_default(
+            HeaderName::from_static("b"),
+            HeaderValue::from_static("default"),
+        );
+        extra.insert_default(
+            HeaderName::from_static("c"),
+            HeaderValue::from_static("default"),
+        );
+        let mut h = HeaderMap::new();
+        h.insert("a", HeaderValue::from_static("below"));
+        h.insert("b", HeaderValue::from_static("below"));
+        extra.apply(&mut h);
+        assert_eq!(h["a"], "set");
+        assert_eq!(h["b"], "below");
+        assert_eq!(h["c"], "default");
     }
 }
 

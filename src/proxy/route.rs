@@ -9,6 +9,9 @@
 //! - The path is canonicalised ([`crate::rules::canon`]) or refused with 400 *before* any
 //!   rule is tried; the canonical path is the one matched, judged and forwarded.
 //! - No matching rule: 403 under `/api/v1/`, 404 elsewhere (default deny).
+//! - Every response of a cacheable rule carries `Cache-Status` (spec §4): the cache layer sets
+//!   it on what it answers; here `outseta-gateway; fwd=bypass` is registered as the default
+//!   for the rest (denials, limits and errors made before or below the cache).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,7 +20,7 @@ use futures_util::future::{self, Either, Ready};
 use http::{Request, Response, header};
 use tower::{Layer, Service};
 
-use super::context::{Matched, trail};
+use super::context::{Matched, ResponseHeaders, trail};
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
@@ -86,6 +89,14 @@ pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
         return Err(GatewayError::Internal("rule index out of range".into()));
     };
     trail(&req, |t| t.rule = Some(rule.name.clone()));
+    if rule.cache_ttl(snapshot.config.cache.ttl).is_some()
+        && let Some(extra) = req.extensions().get::<ResponseHeaders>()
+    {
+        extra.insert_default(
+            crate::cache::CACHE_STATUS,
+            crate::cache::status::bypass_value(),
+        );
+    }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     req = req.map(|b| body::boxed(http_body_util::Limited::new(b, limit)));
     req.extensions_mut().insert(Matched {
