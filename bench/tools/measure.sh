@@ -8,10 +8,10 @@ taskset -c 1 "$TARGET" > /tmp/ours.log 2>&1 &
 wait_ours
 taskset -c 0 wrk -t1 -c64 -d2s -s lib/tokens.lua "http://127.0.0.1:$PORT" -- "$TSV" > /dev/null
 PID=$(ours_pid)
-T0=$(awk '{print $14+$15}' "/proc/$PID/stat")
+read -r U0 S0 < <(awk '{print $14, $15}' "/proc/$PID/stat")
 RPS=$(taskset -c 0 wrk -t1 -c64 -d"${SECS}s" -s lib/tokens.lua "http://127.0.0.1:$PORT" -- "$TSV" | awk '/Requests\/sec/{print $2}')
-T1=$(awk '{print $14+$15}' "/proc/$PID/stat")
+read -r U1 S1 < <(awk '{print $14, $15}' "/proc/$PID/stat")
 TICK=$(getconf CLK_TCK)
-python3 -c "print(f'req/s={$RPS:.0f} cpu_us_per_req={($T1-$T0)*1e6/$TICK/($RPS*$SECS):.1f}')"
+python3 -c "n=$RPS*$SECS; k=1e6/$TICK/n; print(f'req/s={$RPS:.0f} cpu_us_per_req={($U1-$U0+$S1-$S0)*k:.1f} user={($U1-$U0)*k:.1f} sys={($S1-$S0)*k:.1f}')"
 kill -INT "$PID"; sleep 1
 origin_stop
