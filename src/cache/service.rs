@@ -286,7 +286,9 @@ impl Ctx {
     }
 
     fn count_miss(&self) {
-        metrics::counter!(m::CACHE_MISSES, "rule" => self.rule_name.clone()).increment(1);
+        crate::telemetry::handles::CACHE
+            .get((m::CACHE_MISSES, self.rule_name.clone(), ""))
+            .increment(1);
     }
 }
 

@@ -7,6 +7,7 @@ use http::HeaderValue;
 
 use crate::error::GatewayError;
 use crate::proxy::context::Trail;
+use crate::telemetry::handles as h;
 use crate::telemetry::metrics as m;
 
 /// Why a stale entry was served.
@@ -146,20 +147,16 @@ impl CacheStatus {
     /// Counts it and records it in the request's trail. (Misses are counted where the
     /// upstream call is made, whatever its outcome.)
     pub fn record(self, rule: &Arc<str>, trail: Option<&Trail>) {
-        let rule = rule.clone();
-        match self {
-            Self::Hit { .. } => metrics::counter!(m::CACHE_HITS, "rule" => rule).increment(1),
-            Self::Stored => metrics::counter!(m::CACHE_STORED, "rule" => rule).increment(1),
-            Self::Collapsed => metrics::counter!(m::CACHE_COLLAPSED, "rule" => rule).increment(1),
-            Self::Stale(r) => {
-                metrics::counter!(m::CACHE_STALE, "rule" => rule, "reason" => r.as_str())
-                    .increment(1)
-            }
-            Self::Bypass(BypassReason::Method) => {}
-            Self::Bypass(r) => {
-                metrics::counter!(m::CACHE_BYPASS, "rule" => rule, "reason" => r.as_str())
-                    .increment(1)
-            }
+        let counted = match self {
+            Self::Hit { .. } => Some((m::CACHE_HITS, "")),
+            Self::Stored => Some((m::CACHE_STORED, "")),
+            Self::Collapsed => Some((m::CACHE_COLLAPSED, "")),
+            Self::Stale(r) => Some((m::CACHE_STALE, r.as_str())),
+            Self::Bypass(BypassReason::Method) => None,
+            Self::Bypass(r) => Some((m::CACHE_BYPASS, r.as_str())),
+        };
+        if let Some((name, reason)) = counted {
+            h::CACHE.get((name, rule.clone(), reason)).increment(1);
         }
         if let Some(t) = trail {
             t.update(|t| t.cache = Some(self.label()));

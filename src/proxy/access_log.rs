@@ -9,17 +9,18 @@
 //! wait and latency. Never a header value.
 
 use std::convert::Infallible;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
-use http::{Request, Response};
+use http::{Method, Request, Response};
 use tower::{Layer, Service};
 
 use super::context::{Decision, RequestId, Trail};
 use crate::body::Body;
 use crate::error::ErrorCode;
-use crate::telemetry::metrics as m;
+use crate::telemetry::handles as h;
 
 #[derive(Debug, Clone, Default)]
 pub struct AccessLogLayer;
@@ -68,50 +69,70 @@ where
         let start = Instant::now();
         let trail = Trail::default();
         req.extensions_mut().insert(trail.clone());
-        let method = req.method().clone();
-        let path = req.uri().path().to_string();
-        let request_id = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.as_str().to_string())
-            .unwrap_or_default();
-        metrics::gauge!(m::IN_FLIGHT).increment(1.0);
+        // The line's request fields are copied only when the line will be written.
+        let line = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| Line {
+            method: req.method().clone(),
+            path: req.uri().path().to_string(),
+            request_id: req
+                .extensions()
+                .get::<RequestId>()
+                .map(|r| r.as_str().to_string())
+                .unwrap_or_default(),
+        });
+        let in_flight = h::IN_FLIGHT.get(());
+        in_flight.increment(1.0);
         let fut = self.inner.call(req);
         Box::pin(async move {
             let rsp = fut.await?;
-            metrics::gauge!(m::IN_FLIGHT).decrement(1.0);
+            in_flight.decrement(1.0);
             let elapsed = start.elapsed();
             let t = trail.take();
             let code = rsp.extensions().get::<ErrorCode>().map(|c| c.0);
             let decision = decision(code, t.decision);
             let status = rsp.status().as_u16();
-            let rule = t.rule.as_deref().unwrap_or("");
-            metrics::counter!(m::REQUESTS,
-                "rule" => rule.to_string(),
-                "decision" => decision.as_str(),
-                "status" => status.to_string()
-            )
-            .increment(1);
-            metrics::histogram!(m::REQUEST_DURATION, "decision" => decision.as_str())
+            h::REQUESTS
+                .get((
+                    t.rule.clone().unwrap_or_else(no_rule),
+                    decision.as_str(),
+                    status,
+                ))
+                .increment(1);
+            h::REQUEST_DURATION
+                .get(decision.as_str())
                 .record(elapsed.as_secs_f64());
-            tracing::info!(
-                target: "access",
-                request_id = request_id.as_str(),
-                method = method.as_str(),
-                path = path.as_str(),
-                rule,
-                sub = t.sub.as_deref().unwrap_or(""),
-                decision = decision.as_str(),
-                status,
-                code = code.unwrap_or(""),
-                cache = t.cache.unwrap_or(""),
-                upstream_status = t.upstream_status.unwrap_or(0),
-                upstream_ms = t.upstream_latency.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-                budget_wait_ms = t.budget_wait.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-                latency_ms = elapsed.as_secs_f64() * 1000.0,
-                "request"
-            );
+            if let Some(line) = line {
+                tracing::info!(
+                    target: "access",
+                    request_id = line.request_id.as_str(),
+                    method = line.method.as_str(),
+                    path = line.path.as_str(),
+                    rule = t.rule.as_deref().unwrap_or(""),
+                    sub = t.sub.as_deref().unwrap_or(""),
+                    decision = decision.as_str(),
+                    status,
+                    code = code.unwrap_or(""),
+                    cache = t.cache.unwrap_or(""),
+                    upstream_status = t.upstream_status.unwrap_or(0),
+                    upstream_ms = t.upstream_latency.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                    budget_wait_ms = t.budget_wait.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                    latency_ms = elapsed.as_secs_f64() * 1000.0,
+                    "request"
+                );
+            }
             Ok(rsp)
         })
     }
+}
+
+/// The request's fields of the access line, taken before the request moves on.
+struct Line {
+    method: Method,
+    path: String,
+    request_id: String,
+}
+
+/// The `rule` label of requests no rule matched.
+fn no_rule() -> Arc<str> {
+    static EMPTY: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from(""));
+    EMPTY.clone()
 }

@@ -39,7 +39,7 @@ use crate::config::secrets::ApiCredential;
 use crate::error::GatewayError;
 use crate::limits::key::UserKey;
 use crate::rules::Credential;
-use crate::telemetry::metrics as m;
+use crate::telemetry::handles as h;
 use crate::upstream::{self, HttpClient, headers};
 
 /// Upstream calls made for one request at most (the first and the retries after a 429).
@@ -230,19 +230,17 @@ impl Forward {
         let start = Instant::now();
         let result = upstream::send(&self.client, upstream_req, timeout).await;
         let elapsed = start.elapsed();
-        let status_label = match &result {
-            Ok(r) => r.status().as_str().to_string(),
-            Err(upstream::UpstreamError::Timeout) => "timeout".into(),
-            Err(_) => "error".into(),
+        let status_key = match &result {
+            Ok(r) => r.status().as_u16(),
+            Err(upstream::UpstreamError::Timeout) => 0,
+            Err(_) => 1,
         };
-        metrics::histogram!(m::UPSTREAM_DURATION, "rule" => plan.rule_name.to_string())
+        h::UPSTREAM_DURATION
+            .get(plan.rule_name.clone())
             .record(elapsed.as_secs_f64());
-        metrics::counter!(m::UPSTREAM_REQUESTS,
-            "rule" => plan.rule_name.to_string(),
-            "credential" => plan.credential.as_str(),
-            "status" => status_label
-        )
-        .increment(1);
+        h::UPSTREAM_REQUESTS
+            .get((plan.rule_name.clone(), plan.credential.as_str(), status_key))
+            .increment(1);
         let rsp = result?;
         if let Some(t) = trail {
             let status = rsp.status().as_u16();

@@ -48,18 +48,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let rid = req
-            .extensions()
-            .get::<RequestId>()
-            .map(|r| r.as_str().to_string())
-            .unwrap_or_default();
+        let rid = req.extensions().get::<RequestId>().cloned();
         let extra = ResponseHeaders::default();
         req.extensions_mut().insert(extra.clone());
         let fut = self.inner.call(req);
         Box::pin(async move {
             let mut rsp = match fut.await {
                 Ok(rsp) => rsp,
-                Err(e) => e.into_response(&rid),
+                Err(e) => e.into_response(rid.as_ref().map_or("", RequestId::as_str)),
             };
             extra.apply(rsp.headers_mut());
             Ok(rsp)

@@ -5,6 +5,7 @@
 //! query string: the access line carries the path only, because Outseta's embed passes
 //! `?access_token=` in URLs.
 
+pub mod handles;
 pub mod json;
 pub mod metrics;
 
