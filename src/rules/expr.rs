@@ -35,6 +35,8 @@ const REQUEST_VARS: &[&str] = &["claims", "path", "query", "method"];
 pub struct Expr {
     source: String,
     program: Program,
+    /// `a == b` / `a != b` over plain operands, answered without the interpreter.
+    fast: Option<Compare>,
     pub(crate) uses_path: bool,
     pub(crate) uses_query: bool,
 }
@@ -87,6 +89,7 @@ impl Expr {
         }
         Ok(Self {
             source: source.to_string(),
+            fast: Compare::recognise(program.expression()),
             uses_path: refs.has_variable("path"),
             uses_query: refs.has_variable("query"),
             program,
@@ -95,6 +98,15 @@ impl Expr {
 
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// The value of a boolean condition without the interpreter, when the expression is a
+    /// plain comparison of two strings (`path.uid == claims.sub`): CEL's `==` on two strings is
+    /// byte equality, so the answer is the interpreter's. `None` — evaluate with CEL — for any
+    /// other shape, or when an operand is missing or not a string (the interpreter then gives
+    /// its own result or error, so denials keep their exact reasons).
+    pub fn eval_fast(&self, input: &Input<'_>) -> Option<bool> {
+        self.fast.as_ref()?.eval(input)
     }
 
     fn eval(&self, ctx: &Context<'_, '_>) -> Result<Value, String> {
@@ -219,12 +231,21 @@ impl std::fmt::Debug for Root {
 }
 
 /// A token's claims as a CEL value, converted once per verified token and then only borrowed
-/// by evaluations (converting a map per request would cost more than the evaluation).
-pub struct Claims(Box<dyn Val>);
+/// by evaluations (converting a map per request would cost more than the evaluation), plus
+/// the top-level string claims for [`Expr::eval_fast`].
+pub struct Claims(Box<dyn Val>, HashMap<String, String>);
 
 impl Claims {
     pub fn from_json(claims: &serde_json::Value) -> Self {
-        Self(to_val(claims))
+        let strings = claims
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Self(to_val(claims), strings)
     }
 
     /// `{}`: the claims of an anonymous caller.
@@ -254,6 +275,94 @@ fn string_map<'a>(pairs: impl Iterator<Item = (String, &'a str)>) -> Box<dyn Val
         .map(|(k, v)| (k, Value::String(Arc::new(v.to_string()))))
         .collect();
     into_val(Value::from(map))
+}
+
+/// One side of a [`Compare`].
+#[derive(Debug, Clone, PartialEq)]
+enum Operand {
+    /// `path.name`
+    Path(String),
+    /// `claims.name` or `claims['name']`
+    Claim(String),
+    /// `method`
+    Method,
+    /// `'text'`
+    Literal(String),
+}
+
+impl Operand {
+    fn recognise(e: &cel::IdedExpr) -> Option<Self> {
+        use cel::common::ast::LiteralValue;
+        match &e.expr {
+            Ast::Ident(name) if name == "method" => Some(Self::Method),
+            Ast::Literal(LiteralValue::String(s)) => Some(Self::Literal(s.inner().to_string())),
+            Ast::Select(s) if !s.test => match &s.operand.expr {
+                Ast::Ident(v) if v == "path" => Some(Self::Path(s.field.clone())),
+                Ast::Ident(v) if v == "claims" => Some(Self::Claim(s.field.clone())),
+                _ => None,
+            },
+            Ast::Call(c)
+                if c.func_name == cel::common::ast::operators::INDEX
+                    && c.target.is_none()
+                    && c.args.len() == 2 =>
+            {
+                match (&c.args[0].expr, &c.args[1].expr) {
+                    (Ast::Ident(v), Ast::Literal(LiteralValue::String(k))) if v == "claims" => {
+                        Some(Self::Claim(k.inner().to_string()))
+                    }
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// The operand's string value, or `None` (missing, or not a string).
+    fn value<'a>(&'a self, input: &'a Input<'_>) -> Option<&'a str> {
+        match self {
+            Self::Path(name) => input
+                .params
+                .iter()
+                .find(|(k, _)| k.as_ref() == name)
+                .map(|(_, v)| v.as_str()),
+            Self::Claim(name) => input.claims.1.get(name).map(String::as_str),
+            Self::Method => Some(input.method),
+            Self::Literal(s) => Some(s),
+        }
+    }
+}
+
+/// `left == right` or `left != right`.
+#[derive(Debug, Clone, PartialEq)]
+struct Compare {
+    left: Operand,
+    right: Operand,
+    negate: bool,
+}
+
+impl Compare {
+    fn recognise(e: &cel::IdedExpr) -> Option<Self> {
+        use cel::common::ast::operators::{EQUALS, NOT_EQUALS};
+        let Ast::Call(c) = &e.expr else { return None };
+        let negate = match c.func_name.as_str() {
+            EQUALS => false,
+            NOT_EQUALS => true,
+            _ => return None,
+        };
+        if c.target.is_some() || c.args.len() != 2 {
+            return None;
+        }
+        Some(Self {
+            left: Operand::recognise(&c.args[0])?,
+            right: Operand::recognise(&c.args[1])?,
+            negate,
+        })
+    }
+
+    fn eval(&self, input: &Input<'_>) -> Option<bool> {
+        let equal = self.left.value(input)? == self.right.value(input)?;
+        Some(equal != self.negate)
+    }
 }
 
 /// The values a rule's expressions see for one request.
@@ -384,6 +493,70 @@ mod tests {
             Ok(serde_json::json!({"Uid": "DQ2DyknW"}))
         );
         });
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_interpreter() {
+        let root = Root::new();
+        let claims = claims_value(&serde_json::json!({
+            "sub": "DQ2DyknW",
+            "outseta:accountUid": "E9Ly3PWw",
+            "n": 7,
+            "empty": ""
+        }));
+        let query = Query::parse(None);
+        let exprs = [
+            ("path.uid == claims.sub", true),
+            ("claims.sub == path.uid", true),
+            ("path.uid != claims.sub", true),
+            ("path.uid == claims['outseta:accountUid']", true),
+            ("claims['outseta:accountUid'] == 'E9Ly3PWw'", true),
+            ("method == 'GET'", true),
+            ("method != 'GET'", true),
+            ("'a' == 'a'", true),
+            ("path.uid == claims.missing", true),
+            ("path.uid == claims.n", true),
+            ("claims.empty == ''", true),
+            ("has(claims.sub)", false),
+            ("path.uid == claims.sub && method == 'GET'", false),
+            ("claims.n == 7", false),
+            ("path.uid == claims.sub.x", false),
+        ];
+        for uid in ["DQ2DyknW", "E9Ly3PWw", "dq2dyknw", "", "DQ2DyknW\u{0}"] {
+            for method in ["GET", "PUT"] {
+                let params: Params = vec![("uid".into(), uid.to_string())];
+                let input = Input {
+                    claims: &claims,
+                    params: &params,
+                    query: &query,
+                    method,
+                };
+                for (src, recognised) in exprs {
+                    let e = Expr::compile(src, Site::Request, &["uid"]).unwrap();
+                    assert_eq!(e.fast.is_some(), recognised, "{src}");
+                    let slow = root.with_scope(
+                        &input,
+                        Needs {
+                            path: true,
+                            query: true,
+                        },
+                        None,
+                        |ctx| e.eval_bool(ctx),
+                    );
+                    match e.eval_fast(&input) {
+                        Some(fast) => assert_eq!(Ok(fast), slow, "{src} with uid {uid:?}"),
+                        // Declined: a missing or non-string operand (or another shape).
+                        None => assert!(
+                            !recognised
+                                || src.contains("missing")
+                                || src.contains("claims.n")
+                                || slow.is_err(),
+                            "{src} declined with uid {uid:?}"
+                        ),
+                    }
+                }
+            }
+        }
     }
 
     #[test]

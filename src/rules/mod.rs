@@ -394,7 +394,10 @@ impl Rule {
 
     /// Checks `when`, applies `query_set`, checks `query_allow`. Returns the query to forward.
     pub fn authorize(&self, root: &Root, input: &Input<'_>) -> Result<Query, Denial> {
-        let forced = root.with_scope(input, self.needs, None, |scope| self.judge(scope))?;
+        let forced = match self.judge_fast(input) {
+            Some(judged) => judged?,
+            None => root.with_scope(input, self.needs, None, |scope| self.judge(scope))?,
+        };
         let mut query = input.query.clone();
         for (key, _) in &forced {
             query.remove(key);
@@ -411,6 +414,24 @@ impl Rule {
             query.push(key.clone(), value);
         }
         Ok(query)
+    }
+
+    /// [`Self::judge`] without an evaluation scope, when the rule forces no query value and
+    /// its `when` is absent or answered by [`Expr::eval_fast`]; `None` otherwise.
+    fn judge_fast(&self, input: &Input<'_>) -> Option<Result<Vec<(&String, String)>, Denial>> {
+        if !self.query_set.is_empty() {
+            return None;
+        }
+        match &self.when {
+            None => Some(Ok(Vec::new())),
+            Some(when) => Some(if when.eval_fast(input)? {
+                Ok(Vec::new())
+            } else {
+                Err(Denial::ConditionFalse {
+                    rule: self.name.clone(),
+                })
+            }),
+        }
     }
 
     /// `when`, then the forced query values.
