@@ -34,13 +34,18 @@ pub fn policy(rate: &Rate) -> HeaderValue {
         .unwrap_or(HeaderValue::from_static("\"user\""))
 }
 
-/// `"user";r=<remaining>;t=<seconds>`.
+/// `"user";r=<remaining>;t=<seconds>`, written on the stack (this runs on every request).
 pub fn state(remaining: u32, reset: Duration) -> HeaderValue {
-    HeaderValue::from_str(&format!(
-        "\"{POLICY}\";r={remaining};t={}",
-        ceil_secs(reset)
-    ))
-    .unwrap_or(HeaderValue::from_static("\"user\";r=0"))
+    use std::io::Write;
+    const CAP: usize = 64;
+    let mut buf = [0u8; CAP];
+    let left = {
+        let mut w = &mut buf[..];
+        write!(w, "\"{POLICY}\";r={remaining};t={}", ceil_secs(reset)).map(|()| w.len())
+    };
+    left.ok()
+        .and_then(|left| HeaderValue::from_bytes(&buf[..CAP - left]).ok())
+        .unwrap_or(HeaderValue::from_static("\"user\";r=0"))
 }
 
 #[cfg(test)]

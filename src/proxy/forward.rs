@@ -45,8 +45,14 @@ use crate::upstream::{self, HttpClient, headers};
 /// Upstream calls made for one request at most (the first and the retries after a 429).
 pub const MAX_ATTEMPTS: u32 = 3;
 
+/// The terminal service. Cloned by every layer above that hands its inner service to a
+/// future, so its state sits behind one `Arc` (one reference count per clone, not the
+/// connection pool's several).
 #[derive(Clone)]
-pub struct Forward {
+pub struct Forward(Arc<Shared>);
+
+#[derive(Clone)]
+struct Shared {
     client: HttpClient,
     api: Option<ApiCredential>,
     budget: Option<Budget>,
@@ -55,7 +61,7 @@ pub struct Forward {
 impl std::fmt::Debug for Forward {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Forward")
-            .field("api", &self.api)
+            .field("api", &self.0.api)
             .finish_non_exhaustive()
     }
 }
@@ -63,31 +69,38 @@ impl std::fmt::Debug for Forward {
 impl Forward {
     /// A forwarder without a budget (API-key calls unshaped): see [`with_budget`](Self::with_budget).
     pub fn new(client: HttpClient, api: Option<ApiCredential>) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             client,
             api,
             budget: None,
-        }
+        }))
     }
 
     /// Shapes API-key calls through `budget` (the gateway always sets one).
     pub fn with_budget(mut self, budget: Budget) -> Self {
-        self.budget = Some(budget);
+        Arc::make_mut(&mut self.0).budget = Some(budget);
         self
     }
 }
 
-/// `upstream` base + the plan's path and query.
+/// `upstream` base + the plan's path and query. Only the path and query are parsed; the
+/// scheme and authority are the base's own (already validated at load).
 pub fn upstream_uri(base: &Uri, plan: &Plan) -> Result<Uri, GatewayError> {
-    let scheme = base.scheme_str().unwrap_or("https");
-    let authority = base.authority().map(|a| a.as_str()).unwrap_or("");
+    let invalid = || GatewayError::Internal("could not build the upstream URI".into());
     let prefix = base.path().trim_end_matches('/');
-    let s = match &plan.query {
-        Some(q) => format!("{scheme}://{authority}{prefix}{}?{q}", plan.path),
-        None => format!("{scheme}://{authority}{prefix}{}", plan.path),
-    };
-    s.parse()
-        .map_err(|_| GatewayError::Internal("could not build the upstream URI".into()))
+    let query_len = plan.query.as_ref().map_or(0, |q| q.len() + 1);
+    let mut pq = String::with_capacity(prefix.len() + plan.path.len() + query_len);
+    pq.push_str(prefix);
+    pq.push_str(&plan.path);
+    if let Some(q) = &plan.query {
+        pq.push('?');
+        pq.push_str(q);
+    }
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(base.scheme().cloned().unwrap_or(http::uri::Scheme::HTTPS));
+    parts.authority = base.authority().cloned();
+    parts.path_and_query = Some(http::uri::PathAndQuery::try_from(pq).map_err(|_| invalid())?);
+    Uri::from_parts(parts).map_err(|_| invalid())
 }
 
 impl Forward {
@@ -111,7 +124,7 @@ impl Forward {
             );
         }
         match plan.credential {
-            Credential::ApiKey => match &self.api {
+            Credential::ApiKey => match &self.0.api {
                 Some(c) => {
                     h.insert(header::AUTHORIZATION, c.header().clone());
                 }
@@ -141,11 +154,11 @@ impl Service<Request<Body>> for Forward {
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
+            let mut req = req;
+            // The forwarder is terminal: it takes the plan rather than copying it.
+            let plan = req.extensions_mut().remove::<Plan>();
             let ext = req.extensions();
-            let (Some(snapshot), Some(plan)) = (
-                ext.get::<Arc<Snapshot>>().cloned(),
-                ext.get::<Plan>().cloned(),
-            ) else {
+            let (Some(snapshot), Some(plan)) = (ext.get::<Arc<Snapshot>>().cloned(), plan) else {
                 return Err(GatewayError::Internal(
                     "forward reached without a plan".into(),
                 ));
@@ -164,7 +177,7 @@ impl Service<Request<Body>> for Forward {
             );
             let (parts, body) = req.into_parts();
             let budget = match plan.credential {
-                Credential::ApiKey => this.budget.as_ref(),
+                Credential::ApiKey => this.0.budget.as_ref(),
                 Credential::User | Credential::None => None,
             };
             let retryable = plan.method == Method::GET && body.is_end_stream();
@@ -228,7 +241,7 @@ impl Forward {
     ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
         let timeout = snapshot.config.server.upstream_timeout;
         let start = Instant::now();
-        let result = upstream::send(&self.client, upstream_req, timeout).await;
+        let result = upstream::send(&self.0.client, upstream_req, timeout).await;
         let elapsed = start.elapsed();
         let status_key = match &result {
             Ok(r) => r.status().as_u16(),
@@ -250,5 +263,34 @@ impl Forward {
             });
         }
         Ok(rsp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(path: &str, query: Option<&str>) -> Plan {
+        Plan {
+            method: Method::GET,
+            path: path.into(),
+            query: query.map(str::to_string),
+            credential: Credential::ApiKey,
+            rule_name: Arc::from("r"),
+            identity_encoding: false,
+            body_rewritten: false,
+        }
+    }
+
+    #[test]
+    fn upstream_uri_joins_base_path_and_query() {
+        let base: Uri = "https://demo.outseta.com".parse().unwrap();
+        let uri = upstream_uri(&base, &plan("/api/v1/crm/people/DQ2DyknW", None)).unwrap();
+        assert_eq!(uri, "https://demo.outseta.com/api/v1/crm/people/DQ2DyknW");
+        let base: Uri = "http://127.0.0.1:9000/prefix/".parse().unwrap();
+        let uri = upstream_uri(&base, &plan("/api/v1/x", Some("a=b&c=%20"))).unwrap();
+        assert_eq!(uri, "http://127.0.0.1:9000/prefix/api/v1/x?a=b&c=%20");
+        assert_eq!(uri.query(), Some("a=b&c=%20"));
+        assert!(upstream_uri(&base, &plan("/a b", None)).is_err());
     }
 }

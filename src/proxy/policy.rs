@@ -70,14 +70,16 @@ where
     }
 }
 
-async fn apply<S>(mut inner: S, req: Request<Body>) -> Result<Response<Body>, GatewayError>
+async fn apply<S>(mut inner: S, mut req: Request<Body>) -> Result<Response<Body>, GatewayError>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
 {
+    // Taken out and put back before the request moves on (the cache reads it), not copied.
+    let matched = req.extensions_mut().remove::<Matched>();
     let ext = req.extensions();
     let (Some(snapshot), Some(matched), Some(caller)) = (
         ext.get::<Arc<Snapshot>>().cloned(),
-        ext.get::<Matched>().cloned(),
+        matched,
         ext.get::<Caller>().cloned(),
     ) else {
         return Err(GatewayError::Internal(
@@ -133,11 +135,26 @@ where
         identity_encoding: rule.response_when.is_some() || cache_on,
         body_rewritten: rewrites,
     });
+    // `response_when` needs the request's values after the call; only then are they copied.
+    let for_response = rule
+        .response_when
+        .is_some()
+        .then(|| (matched.params.clone(), matched.query.clone()));
+    parts.extensions.insert(matched);
     let rsp = inner.call(Request::from_parts(parts, body)).await?;
 
-    if rule.response_when.is_none() || !rsp.status().is_success() {
+    let Some((params, query)) = for_response else {
+        return Ok(rsp);
+    };
+    if !rsp.status().is_success() {
         return Ok(rsp);
     }
+    let input = Input {
+        claims: &caller.principal.claims,
+        params: &params,
+        query: &query,
+        method: method.as_str(),
+    };
     let (parts, body) = rsp.into_parts();
     let bytes = body::collect_limited(body, MAX_INSPECTED_RESPONSE)
         .await
