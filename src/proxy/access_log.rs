@@ -13,8 +13,11 @@ use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use futures_util::future::BoxFuture;
+use std::future::Future;
+use std::pin::Pin;
+
 use http::{Method, Request, Response};
+use metrics::Gauge;
 use tower::{Layer, Service};
 
 use super::context::{Decision, RequestId, Trail};
@@ -54,12 +57,11 @@ fn decision(code: Option<&'static str>, recorded: Decision) -> Decision {
 
 impl<S> Service<Request<Body>> for AccessLog<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
-    S::Future: Send,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Future = Logged<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -79,48 +81,113 @@ where
                 .map(|r| r.as_str().to_string())
                 .unwrap_or_default(),
         });
-        let in_flight = h::IN_FLIGHT.get(());
-        in_flight.increment(1.0);
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let rsp = fut.await?;
-            in_flight.decrement(1.0);
-            let elapsed = start.elapsed();
-            let t = trail.take();
-            let code = rsp.extensions().get::<ErrorCode>().map(|c| c.0);
-            let decision = decision(code, t.decision);
-            let status = rsp.status().as_u16();
-            h::REQUESTS
-                .get((
-                    t.rule.clone().unwrap_or_else(no_rule),
-                    decision.as_str(),
-                    status,
-                ))
-                .increment(1);
-            h::REQUEST_DURATION
-                .get(decision.as_str())
-                .record(elapsed.as_secs_f64());
-            if let Some(line) = line {
-                tracing::info!(
-                    target: "access",
-                    request_id = line.request_id.as_str(),
-                    method = line.method.as_str(),
-                    path = line.path.as_str(),
-                    rule = t.rule.as_deref().unwrap_or(""),
-                    sub = t.sub.as_deref().unwrap_or(""),
-                    decision = decision.as_str(),
-                    status,
-                    code = code.unwrap_or(""),
-                    cache = t.cache.unwrap_or(""),
-                    upstream_status = t.upstream_status.unwrap_or(0),
-                    upstream_ms = t.upstream_latency.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-                    budget_wait_ms = t.budget_wait.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
-                    latency_ms = elapsed.as_secs_f64() * 1000.0,
-                    "request"
-                );
-            }
-            Ok(rsp)
-        })
+        let in_flight = InFlight::enter();
+        Logged {
+            inner: self.inner.call(req),
+            done: Some(Done {
+                start,
+                trail,
+                line,
+                in_flight,
+            }),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response, counted and logged when it is ready.
+    pub struct Logged<F> {
+        #[pin]
+        inner: F,
+        done: Option<Done>,
+    }
+}
+
+impl<F> Future for Logged<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(rsp) = std::task::ready!(this.inner.poll(cx));
+        if let Some(done) = this.done.take() {
+            done.record(&rsp);
+        }
+        Poll::Ready(Ok(rsp))
+    }
+}
+
+/// What the line and the metrics need once the response is ready.
+struct Done {
+    start: Instant,
+    trail: Trail,
+    line: Option<Line>,
+    in_flight: InFlight,
+}
+
+/// One request in `gateway_requests_in_flight`, until dropped — also when the client goes
+/// away and the request's future is dropped unfinished.
+struct InFlight(Gauge);
+
+impl InFlight {
+    fn enter() -> Self {
+        let g = h::IN_FLIGHT.get(());
+        g.increment(1.0);
+        Self(g)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
+impl Done {
+    fn record(self, rsp: &Response<Body>) {
+        let Self {
+            start,
+            trail,
+            line,
+            in_flight,
+        } = self;
+        drop(in_flight);
+        let elapsed = start.elapsed();
+        let t = trail.take();
+        let code = rsp.extensions().get::<ErrorCode>().map(|c| c.0);
+        let decision = decision(code, t.decision);
+        let status = rsp.status().as_u16();
+        h::REQUESTS
+            .get((
+                t.rule.clone().unwrap_or_else(no_rule),
+                decision.as_str(),
+                status,
+            ))
+            .increment(1);
+        h::REQUEST_DURATION
+            .get(decision.as_str())
+            .record(elapsed.as_secs_f64());
+        if let Some(line) = line {
+            tracing::info!(
+                target: "access",
+                request_id = line.request_id.as_str(),
+                method = line.method.as_str(),
+                path = line.path.as_str(),
+                rule = t.rule.as_deref().unwrap_or(""),
+                sub = t.sub.as_deref().unwrap_or(""),
+                decision = decision.as_str(),
+                status,
+                code = code.unwrap_or(""),
+                cache = t.cache.unwrap_or(""),
+                upstream_status = t.upstream_status.unwrap_or(0),
+                upstream_ms = t.upstream_latency.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                budget_wait_ms = t.budget_wait.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
+                latency_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        }
     }
 }
 

@@ -16,7 +16,9 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
+use std::future::Future;
+use std::pin::Pin;
+
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
@@ -54,12 +56,11 @@ fn request_id(req: &Request<Body>) -> String {
 
 impl<S> Service<Request<Body>> for Cors<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible> + Send + 'static,
-    S::Future: Send,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Future = CorsFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -67,7 +68,10 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
-            return Box::pin(self.inner.call(req));
+            return CorsFuture::Inner {
+                fut: self.inner.call(req),
+                origin: None,
+            };
         };
         let allowed = req.extensions().get::<Arc<Snapshot>>().and_then(|s| {
             let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
@@ -78,7 +82,9 @@ where
         });
         let Some((allow_headers, max_age)) = allowed else {
             let rid = request_id(&req);
-            return Box::pin(async move { Ok(GatewayError::ForbiddenOrigin.into_response(&rid)) });
+            return CorsFuture::Answered {
+                rsp: Some(GatewayError::ForbiddenOrigin.into_response(&rid)),
+            };
         };
         let preflight = req.method() == Method::OPTIONS
             && req
@@ -102,19 +108,56 @@ where
                     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
                 ),
             );
-            return Box::pin(async move { Ok(rsp) });
+            return CorsFuture::Answered { rsp: Some(rsp) };
         }
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let mut rsp = fut.await?;
-            let h = rsp.headers_mut();
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-            h.insert(
-                header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static(EXPOSE_HEADERS),
-            );
-            h.append(header::VARY, HeaderValue::from_static("Origin"));
-            Ok(rsp)
-        })
+        CorsFuture::Inner {
+            fut: self.inner.call(req),
+            origin: Some(origin),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response (with the CORS headers when the request had an allowed `Origin`),
+    /// or the gateway's own answer (a preflight, a refused origin).
+    #[project = CorsProj]
+    pub enum CorsFuture<F> {
+        Inner {
+            #[pin]
+            fut: F,
+            origin: Option<HeaderValue>,
+        },
+        Answered {
+            rsp: Option<Response<Body>>,
+        },
+    }
+}
+
+impl<F> Future for CorsFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            CorsProj::Answered { rsp } => match rsp.take() {
+                Some(rsp) => Poll::Ready(Ok(rsp)),
+                None => Poll::Pending,
+            },
+            CorsProj::Inner { fut, origin } => {
+                let Ok(mut rsp) = std::task::ready!(fut.poll(cx));
+                if let Some(origin) = origin.take() {
+                    let h = rsp.headers_mut();
+                    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+                    h.insert(
+                        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                        HeaderValue::from_static(EXPOSE_HEADERS),
+                    );
+                    h.append(header::VARY, HeaderValue::from_static("Origin"));
+                }
+                Poll::Ready(Ok(rsp))
+            }
+        }
     }
 }

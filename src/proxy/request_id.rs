@@ -7,7 +7,9 @@
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
+use std::future::Future;
+use std::pin::Pin;
+
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
@@ -48,15 +50,11 @@ pub struct SetRequestId<S> {
 
 impl<S> Service<Request<Body>> for SetRequestId<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Future = EchoId<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -69,12 +67,35 @@ where
         };
         req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
         req.extensions_mut().insert(RequestId(id.clone()));
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let mut rsp = fut.await?;
+        EchoId {
+            inner: self.inner.call(req),
+            id: Some(id),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response with the request id added.
+    pub struct EchoId<F> {
+        #[pin]
+        inner: F,
+        id: Option<HeaderValue>,
+    }
+}
+
+impl<F> Future for EchoId<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(mut rsp) = std::task::ready!(this.inner.poll(cx));
+        if let Some(id) = this.id.take() {
             rsp.headers_mut().insert(X_REQUEST_ID.clone(), id);
-            Ok(rsp)
-        })
+        }
+        Poll::Ready(Ok(rsp))
     }
 }
 

@@ -8,7 +8,9 @@
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
+use std::future::Future;
+use std::pin::Pin;
+
 use http::{Request, Response};
 use tower::{Layer, Service};
 
@@ -33,12 +35,11 @@ pub struct Rescue<S> {
 
 impl<S> Service<Request<Body>> for Rescue<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
-    S::Future: Send,
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Future = Rescued<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         match self.inner.poll_ready(cx) {
@@ -51,14 +52,37 @@ where
         let rid = req.extensions().get::<RequestId>().cloned();
         let extra = ResponseHeaders::default();
         req.extensions_mut().insert(extra.clone());
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            let mut rsp = match fut.await {
-                Ok(rsp) => rsp,
-                Err(e) => e.into_response(rid.as_ref().map_or("", RequestId::as_str)),
-            };
-            extra.apply(rsp.headers_mut());
-            Ok(rsp)
-        })
+        Rescued {
+            inner: self.inner.call(req),
+            rid,
+            extra,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner response, or its error as problem+json; then the recorded headers.
+    pub struct Rescued<F> {
+        #[pin]
+        inner: F,
+        rid: Option<RequestId>,
+        extra: ResponseHeaders,
+    }
+}
+
+impl<F> Future for Rescued<F>
+where
+    F: Future<Output = Result<Response<Body>, GatewayError>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let mut rsp = match std::task::ready!(this.inner.poll(cx)) {
+            Ok(rsp) => rsp,
+            Err(e) => e.into_response(this.rid.as_ref().map_or("", RequestId::as_str)),
+        };
+        this.extra.apply(rsp.headers_mut());
+        Poll::Ready(Ok(rsp))
     }
 }

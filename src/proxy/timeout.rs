@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
+use futures_util::future::Map;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
@@ -39,12 +40,11 @@ pub struct RequestTimeout<S> {
 
 impl<S> Service<Request<Body>> for RequestTimeout<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
 {
     type Response = Response<Body>;
     type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+    type Future = Map<tokio::time::Timeout<S::Future>, Flatten>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
         self.inner.poll_ready(cx)
@@ -58,12 +58,13 @@ where
             .unwrap_or(Duration::from_secs(30));
         let deadline = crate::budget::later(tokio::time::Instant::now(), limit);
         req.extensions_mut().insert(Deadline(deadline));
-        let fut = self.inner.call(req);
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, fut).await {
-                Ok(r) => r,
-                Err(_) => Err(GatewayError::UpstreamTimeout),
-            }
-        })
+        tokio::time::timeout_at(deadline, self.inner.call(req)).map(flatten)
     }
+}
+
+type Outcome = Result<Response<Body>, GatewayError>;
+type Flatten = fn(Result<Outcome, tokio::time::error::Elapsed>) -> Outcome;
+
+fn flatten(r: Result<Outcome, tokio::time::error::Elapsed>) -> Outcome {
+    r.unwrap_or(Err(GatewayError::UpstreamTimeout))
 }
