@@ -280,3 +280,50 @@ async fn logs_never_contain_the_secret_or_a_token() {
     let sig = good.rsplit('.').next().unwrap();
     assert!(!logs.contains(sig));
 }
+
+#[tokio::test]
+async fn in_flight_gauge_returns_to_zero_when_clients_go_away() {
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    mock.set_delay(Duration::from_millis(800));
+    let (mut p, listen, admin) = start_binary(&mock, &[]).await;
+    let auth = bearer(&key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
+    let gauge = || async {
+        let text = get(&format!("http://{admin}/metrics"), &[]).await.text();
+        text.lines()
+            .find(|l| l.starts_with("gateway_requests_in_flight "))
+            .map(|l| {
+                l.trim_start_matches("gateway_requests_in_flight ")
+                    .to_string()
+            })
+    };
+    // Four callers give up (their connections close) while the upstream is still answering.
+    let gone: Vec<_> = (0..4)
+        .map(|i| {
+            let url = format!("http://{listen}/api/v1/slow/{i}");
+            let auth = auth.clone();
+            tokio::spawn(async move {
+                tokio::time::timeout(
+                    Duration::from_millis(200),
+                    get(&url, &[("authorization", &auth)]),
+                )
+                .await
+                .is_err()
+            })
+        })
+        .collect();
+    for g in gone {
+        assert!(g.await.unwrap(), "the caller gave up before the answer");
+    }
+    let mut last = None;
+    for _ in 0..100 {
+        last = gauge().await;
+        if last.as_deref() == Some("0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last.as_deref(), Some("0"), "{}", p.output());
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(10)).await, 0);
+}
