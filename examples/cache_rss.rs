@@ -15,6 +15,10 @@ use outseta_gateway::cache::ResponseCache;
 use outseta_gateway::cache::entry::Entry;
 use outseta_gateway::cache::key::CacheKey;
 
+/// The gateway binary's allocator, so the figure is the one a deployment sees.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
