@@ -13,14 +13,12 @@ use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use std::future::Future;
-use std::pin::Pin;
-
 use http::{Method, Request, Response};
 use metrics::Gauge;
 use tower::{Layer, Service};
 
 use super::context::{Decision, RequestId, Trail};
+use super::finish::{Finish, Finishing};
 use crate::body::Body;
 use crate::error::ErrorCode;
 use crate::telemetry::handles as h;
@@ -61,7 +59,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Logged<S::Future>;
+    type Future = Finishing<S::Future, Done>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -82,45 +80,20 @@ where
                 .unwrap_or_default(),
         });
         let in_flight = InFlight::enter();
-        Logged {
-            inner: self.inner.call(req),
-            done: Some(Done {
+        Finishing::new(
+            self.inner.call(req),
+            Done {
                 start,
                 trail,
                 line,
                 in_flight,
-            }),
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The inner response, counted and logged when it is ready.
-    pub struct Logged<F> {
-        #[pin]
-        inner: F,
-        done: Option<Done>,
-    }
-}
-
-impl<F> Future for Logged<F>
-where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(rsp) = std::task::ready!(this.inner.poll(cx));
-        if let Some(done) = this.done.take() {
-            done.record(&rsp);
-        }
-        Poll::Ready(Ok(rsp))
+            },
+        )
     }
 }
 
 /// What the line and the metrics need once the response is ready.
-struct Done {
+pub struct Done {
     start: Instant,
     trail: Trail,
     line: Option<Line>,
@@ -145,8 +118,8 @@ impl Drop for InFlight {
     }
 }
 
-impl Done {
-    fn record(self, rsp: &Response<Body>) {
+impl Finish for Done {
+    fn finish(self, rsp: &mut Response<Body>) {
         let Self {
             start,
             trail,

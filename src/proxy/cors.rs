@@ -16,14 +16,13 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use std::future::Future;
-use std::pin::Pin;
-
+use futures_util::future::{self, Either, Ready};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
 use super::context::{Decision, RequestId, trail};
+use super::finish::{Finish, Finishing};
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
@@ -60,7 +59,8 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = CorsFuture<S::Future>;
+    type Future =
+        Either<Finishing<S::Future, AllowOrigin>, Ready<Result<Response<Body>, Infallible>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -68,10 +68,7 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
-            return CorsFuture::Inner {
-                fut: self.inner.call(req),
-                origin: None,
-            };
+            return Either::Left(Finishing::plain(self.inner.call(req)));
         };
         let allowed = req.extensions().get::<Arc<Snapshot>>().and_then(|s| {
             let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
@@ -82,9 +79,9 @@ where
         });
         let Some((allow_headers, max_age)) = allowed else {
             let rid = request_id(&req);
-            return CorsFuture::Answered {
-                rsp: Some(GatewayError::ForbiddenOrigin.into_response(&rid)),
-            };
+            return Either::Right(future::ok(
+                GatewayError::ForbiddenOrigin.into_response(&rid),
+            ));
         };
         let preflight = req.method() == Method::OPTIONS
             && req
@@ -108,56 +105,23 @@ where
                     "Origin, Access-Control-Request-Method, Access-Control-Request-Headers",
                 ),
             );
-            return CorsFuture::Answered { rsp: Some(rsp) };
+            return Either::Right(future::ok(rsp));
         }
-        CorsFuture::Inner {
-            fut: self.inner.call(req),
-            origin: Some(origin),
-        }
+        Either::Left(Finishing::new(self.inner.call(req), AllowOrigin(origin)))
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The inner response (with the CORS headers when the request had an allowed `Origin`),
-    /// or the gateway's own answer (a preflight, a refused origin).
-    #[project = CorsProj]
-    pub enum CorsFuture<F> {
-        Inner {
-            #[pin]
-            fut: F,
-            origin: Option<HeaderValue>,
-        },
-        Answered {
-            rsp: Option<Response<Body>>,
-        },
-    }
-}
+/// The CORS headers of an answer to an allowed origin.
+pub struct AllowOrigin(HeaderValue);
 
-impl<F> Future for CorsFuture<F>
-where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            CorsProj::Answered { rsp } => match rsp.take() {
-                Some(rsp) => Poll::Ready(Ok(rsp)),
-                None => Poll::Pending,
-            },
-            CorsProj::Inner { fut, origin } => {
-                let Ok(mut rsp) = std::task::ready!(fut.poll(cx));
-                if let Some(origin) = origin.take() {
-                    let h = rsp.headers_mut();
-                    h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
-                    h.insert(
-                        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                        HeaderValue::from_static(EXPOSE_HEADERS),
-                    );
-                    h.append(header::VARY, HeaderValue::from_static("Origin"));
-                }
-                Poll::Ready(Ok(rsp))
-            }
-        }
+impl Finish for AllowOrigin {
+    fn finish(self, rsp: &mut Response<Body>) {
+        let h = rsp.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, self.0);
+        h.insert(
+            header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(EXPOSE_HEADERS),
+        );
+        h.append(header::VARY, HeaderValue::from_static("Origin"));
     }
 }

@@ -23,6 +23,7 @@ pub mod access_log;
 pub mod authn;
 pub mod context;
 pub mod cors;
+pub mod finish;
 pub mod forward;
 pub mod policy;
 pub mod request_id;

@@ -7,13 +7,11 @@
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
-use std::future::Future;
-use std::pin::Pin;
-
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
 use super::context::RequestId;
+use super::finish::{Finish, Finishing};
 use crate::body::Body;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -54,7 +52,7 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = EchoId<S::Future>;
+    type Future = Finishing<S::Future, EchoId>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -67,35 +65,16 @@ where
         };
         req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
         req.extensions_mut().insert(RequestId(id.clone()));
-        EchoId {
-            inner: self.inner.call(req),
-            id: Some(id),
-        }
+        Finishing::new(self.inner.call(req), EchoId(id))
     }
 }
 
-pin_project_lite::pin_project! {
-    /// The inner response with the request id added.
-    pub struct EchoId<F> {
-        #[pin]
-        inner: F,
-        id: Option<HeaderValue>,
-    }
-}
+/// Puts the request id on the response.
+pub struct EchoId(HeaderValue);
 
-impl<F> Future for EchoId<F>
-where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let Ok(mut rsp) = std::task::ready!(this.inner.poll(cx));
-        if let Some(id) = this.id.take() {
-            rsp.headers_mut().insert(X_REQUEST_ID.clone(), id);
-        }
-        Poll::Ready(Ok(rsp))
+impl Finish for EchoId {
+    fn finish(self, rsp: &mut Response<Body>) {
+        rsp.headers_mut().insert(X_REQUEST_ID.clone(), self.0);
     }
 }
 
