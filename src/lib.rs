@@ -21,6 +21,7 @@ pub mod budget;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod cork;
 pub mod demo;
 pub mod error;
 pub mod explain;

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
+use crate::cork::Corked;
 use crate::proxy::context::ClientAddr;
 
 /// Limits applied by the HTTP codecs themselves.
@@ -77,7 +78,7 @@ pub async fn serve<S>(
                     req.extensions_mut().insert(ClientAddr(peer));
                     svc.clone().oneshot(req)
                 });
-                let conn = http.serve_connection_with_upgrades(TokioIo::new(stream), hyper_svc);
+                let conn = http.serve_connection_with_upgrades(TokioIo::new(Corked::new(stream)), hyper_svc);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     if let Err(error) = conn.await {

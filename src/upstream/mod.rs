@@ -23,8 +23,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
 use crate::body::Body;
+use crate::cork::CorkedConnector;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+pub type HttpClient = Client<HttpsConnector<CorkedConnector<HttpConnector>>, Body>;
 
 /// Why an upstream call failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +74,7 @@ pub fn client(
         .https_or_http()
         .enable_http1()
         .enable_http2()
-        .wrap_connector(http);
+        .wrap_connector(CorkedConnector(http));
 
     Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
