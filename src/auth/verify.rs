@@ -36,9 +36,13 @@ pub struct Verifier {
     jwks: Arc<Jwks>,
     validation: Validation,
     leeway: u64,
-    verified: moka::sync::Cache<TokenHash, Verified>,
-    rejected: moka::sync::Cache<TokenHash, AuthError>,
+    verified: moka::sync::Cache<TokenHash, Verified, DigestHasher>,
+    rejected: moka::sync::Cache<TokenHash, AuthError, DigestHasher>,
 }
+
+/// The token caches' keys are SHA-256 digests, uniformly distributed whatever the caller
+/// sends, so a fast seeded hash is enough (SipHash costs more than the lookup it serves).
+type DigestHasher = foldhash::fast::RandomState;
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,13 +81,13 @@ impl Verifier {
             .max_capacity(CACHE_BYTES)
             .weigher(|_k: &TokenHash, v: &Verified| v.weight)
             .time_to_live(max_age.max(Duration::from_secs(1)))
-            .build();
+            .build_with_hasher(DigestHasher::default());
         let rejected = moka::sync::Cache::builder()
             .name("rejected-tokens")
             .max_capacity(CACHE_BYTES)
             .weigher(|_k: &TokenHash, _v: &AuthError| 64)
             .time_to_live(Duration::from_secs(3600))
-            .build();
+            .build_with_hasher(DigestHasher::default());
         Self {
             jwks,
             validation,

@@ -50,6 +50,7 @@ use self::pause::Pause;
 use self::redis::{Mode, RedisStore};
 use crate::config::{Store, UpstreamLimit};
 use crate::limits::key::UserKey;
+use crate::telemetry::handles as h;
 use crate::telemetry::metrics as m;
 
 /// `t + d`, or far in the future when that would overflow (absurd configured durations must
@@ -243,8 +244,8 @@ impl Shared {
 
     fn granted(&self, start: Instant, how: &'static str) -> Granted {
         let waited = start.elapsed();
-        metrics::counter!(m::BUDGET_PERMITS, "how" => how).increment(1);
-        metrics::histogram!(m::BUDGET_WAIT).record(waited.as_secs_f64());
+        h::BUDGET_PERMITS.get(how).increment(1);
+        h::BUDGET_WAIT.get(()).record(waited.as_secs_f64());
         Granted { waited }
     }
 

@@ -24,7 +24,7 @@ use crate::auth::{AuthError, Principal, bearer};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::rules::{AuthMode, Credential};
-use crate::telemetry::metrics as m;
+use crate::telemetry::handles as h;
 
 #[derive(Debug, Clone)]
 pub struct AuthnLayer {
@@ -89,7 +89,7 @@ where
             let caller = match authenticate(&verifier, presented, mode).await {
                 Ok(c) => c,
                 Err(e) => {
-                    metrics::counter!(m::AUTH_FAILURES, "reason" => e.reason()).increment(1);
+                    h::AUTH_FAILURES.get(e.reason()).increment(1);
                     return Err(e.into());
                 }
             };
@@ -104,20 +104,21 @@ where
 
 /// What the client presented, taken out of the request so no borrow of it lives across the
 /// verification's await.
-struct Presented {
-    token: Result<Option<String>, AuthError>,
+struct Presented<'a> {
+    /// Borrowed from the request's headers: the token is not copied.
+    token: Result<Option<&'a str>, AuthError>,
     /// The `Authorization` value to forward (only for `credential = "user"`).
     forward: Option<HeaderValue>,
 }
 
-fn presented(headers: &http::HeaderMap, mode: AuthMode, credential: Credential) -> Presented {
+fn presented(headers: &http::HeaderMap, mode: AuthMode, credential: Credential) -> Presented<'_> {
     if mode == AuthMode::None {
         return Presented {
             token: Ok(None),
             forward: None,
         };
     }
-    let token = bearer(headers).map(|t| t.map(str::to_string));
+    let token = bearer(headers);
     let forward = (credential == Credential::User)
         .then(|| headers.get(header::AUTHORIZATION).cloned())
         .flatten()
@@ -130,7 +131,7 @@ fn presented(headers: &http::HeaderMap, mode: AuthMode, credential: Credential) 
 
 async fn authenticate(
     verifier: &Verifier,
-    presented: Presented,
+    presented: Presented<'_>,
     mode: AuthMode,
 ) -> Result<Caller, AuthError> {
     let anonymous = || Caller {
@@ -144,7 +145,7 @@ async fn authenticate(
         (None, AuthMode::Required) => Err(AuthError::Missing),
         (None, _) => Ok(anonymous()),
         (Some(token), _) => {
-            let principal = verifier.verify(&token).await?;
+            let principal = verifier.verify(token).await?;
             Ok(Caller {
                 principal,
                 bearer: presented.forward,

@@ -121,6 +121,16 @@ pub static CACHE: LazyLock<Handles<(&'static str, RuleKey, &'static str), Counte
         })
     });
 
+pub static BUDGET_PERMITS: LazyLock<Handles<&'static str, Counter>> =
+    LazyLock::new(|| Handles::new(|how| metrics::counter!(m::BUDGET_PERMITS, "how" => *how)));
+
+pub static BUDGET_WAIT: LazyLock<Handles<(), Histogram>> =
+    LazyLock::new(|| Handles::new(|()| metrics::histogram!(m::BUDGET_WAIT)));
+
+pub static AUTH_FAILURES: LazyLock<Handles<&'static str, Counter>> = LazyLock::new(|| {
+    Handles::new(|reason| metrics::counter!(m::AUTH_FAILURES, "reason" => *reason))
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
