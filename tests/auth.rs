@@ -295,3 +295,108 @@ async fn not_ready_until_the_jwks_is_fetched() {
     let _ = stop.send(());
     task.await.unwrap();
 }
+
+/// A burst of concurrent requests carrying one fresh token costs one RS256 check, also when
+/// the key must first be fetched (every caller would otherwise wait for the fetch and then
+/// check the signature on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_sightings_of_a_token_share_one_signature_check() {
+    use std::sync::Arc;
+
+    use outseta_gateway::auth::jwks::Jwks;
+    use outseta_gateway::auth::verify::Verifier;
+
+    support::trace_init();
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let client = outseta_gateway::upstream::client(&[], Duration::from_secs(2)).unwrap();
+    // No keys yet: the first caller fetches the JWKS (a real request to the mock).
+    let jwks = Arc::new(Jwks::new(
+        mock.jwks_url().parse().unwrap(),
+        client,
+        Duration::from_secs(2),
+    ));
+    let verifier = Arc::new(Verifier::new(
+        jwks,
+        ISSUER,
+        AUDIENCE,
+        Duration::from_secs(30),
+        Duration::from_secs(600),
+    ));
+    let token = Arc::new(key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let (v, t) = (verifier.clone(), token.clone());
+            tokio::spawn(async move { v.verify(&t).await })
+        })
+        .collect();
+    for call in calls {
+        let principal = call.await.unwrap().expect("the token is valid");
+        assert_eq!(principal.sub.as_deref(), Some("u1"));
+    }
+    assert_eq!(
+        verifier.signature_checks(),
+        1,
+        "one RS256 check for 64 callers"
+    );
+    assert_eq!(mock.jwks_fetches(), 1);
+
+    // A bad signature is shared the same way, then remembered.
+    let bad = Arc::new(keys::tamper(
+        &token,
+        &keys::claims(ISSUER, AUDIENCE, "u2", "acct-1"),
+    ));
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let (v, t) = (verifier.clone(), bad.clone());
+            tokio::spawn(async move { v.verify(&t).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(call.await.unwrap().is_err());
+    }
+    assert_eq!(verifier.signature_checks(), 2);
+}
+
+/// Callers with different tokens for a key not fetched yet all wait for the one JWKS fetch and
+/// are accepted; none is refused because the fetch it should wait for is still in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_arriving_during_a_key_fetch_wait_for_it() {
+    use std::sync::Arc;
+
+    use outseta_gateway::auth::jwks::Jwks;
+    use outseta_gateway::auth::verify::Verifier;
+
+    support::trace_init();
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let client = outseta_gateway::upstream::client(&[], Duration::from_secs(2)).unwrap();
+    let jwks = Arc::new(Jwks::new(
+        mock.jwks_url().parse().unwrap(),
+        client,
+        Duration::from_secs(2),
+    ));
+    let verifier = Arc::new(Verifier::new(
+        jwks,
+        ISSUER,
+        AUDIENCE,
+        Duration::from_secs(30),
+        Duration::from_secs(600),
+    ));
+    let calls: Vec<_> = (0..32)
+        .map(|i| {
+            let v = verifier.clone();
+            let t = key.token(&keys::claims(ISSUER, AUDIENCE, &format!("u{i}"), "acct-1"));
+            tokio::spawn(async move { v.verify(&t).await })
+        })
+        .collect();
+    for call in calls {
+        call.await.unwrap().expect("accepted after the one fetch");
+    }
+    assert_eq!(mock.jwks_fetches(), 1);
+    assert_eq!(
+        verifier.signature_checks(),
+        32,
+        "distinct tokens are each checked"
+    );
+}

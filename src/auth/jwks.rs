@@ -220,10 +220,9 @@ impl Jwks {
         if let Some(k) = self.keys.load().find(kid, x5t) {
             return Ok(k);
         }
-        if self.in_cooldown() {
-            return Err(self.miss());
-        }
-        // Coalesce: one refetch in flight; the others wait for it and look again.
+        // Coalesce: one refetch in flight; the others wait for it and look again. The cooldown
+        // is checked only after that wait: a caller arriving while the refetch that the
+        // cooldown counts from is still in flight must see its result, not a miss.
         let _guard = self.refetch_lock.lock().await;
         if let Some(k) = self.keys.load().find(kid, x5t) {
             return Ok(k);

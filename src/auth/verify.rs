@@ -5,12 +5,15 @@
 //! An RS256 verify is ~24 µs; a cache hit is a hash and a lookup. Verified tokens are kept
 //! until `exp` (checked on every hit) or `jwks_refresh`, whichever is first; tokens refused
 //! for a reason that cannot change (bad signature, expired, wrong iss/aud, malformed) are
-//! remembered too, so a flood of the same bad token costs no RSA work.
+//! remembered too, so a flood of the same bad token costs no RSA work. Concurrent first
+//! sightings of one token share a single verification (moka's `try_get_with`): a burst of
+//! requests with a fresh token — an SPA's page load, a stampede — costs one RS256 check.
 //!
 //! # Bounds
 //! Both caches are weighted by approximate bytes ([`CACHE_BYTES`] each).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
@@ -36,8 +39,10 @@ pub struct Verifier {
     jwks: Arc<Jwks>,
     validation: Validation,
     leeway: u64,
-    verified: moka::sync::Cache<TokenHash, Verified, DigestHasher>,
+    verified: moka::future::Cache<TokenHash, Verified, DigestHasher>,
     rejected: moka::sync::Cache<TokenHash, AuthError, DigestHasher>,
+    /// RS256 checks made (each costs tens of microseconds; see [`Verifier::signature_checks`]).
+    signature_checks: AtomicU64,
 }
 
 /// The token caches' keys are SHA-256 digests, uniformly distributed whatever the caller
@@ -76,7 +81,7 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.leeway = leeway.as_secs();
-        let verified = moka::sync::Cache::builder()
+        let verified = moka::future::Cache::builder()
             .name("verified-tokens")
             .max_capacity(CACHE_BYTES)
             .weigher(|_k: &TokenHash, v: &Verified| v.weight)
@@ -94,6 +99,7 @@ impl Verifier {
             leeway: leeway.as_secs(),
             verified,
             rejected,
+            signature_checks: AtomicU64::new(0),
         }
     }
 
@@ -101,13 +107,15 @@ impl Verifier {
         &self.jwks
     }
 
-    /// Verifies a bearer token.
+    /// Verifies a bearer token. Concurrent calls with one token that is in neither cache make
+    /// one verification between them (the others wait for its answer), so a burst of
+    /// requests carrying a fresh token costs one RS256 check, not one each.
     pub async fn verify(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
         let hash: TokenHash = Sha256::digest(token.as_bytes()).into();
         let now = now_secs();
-        if let Some(v) = self.verified.get(&hash) {
+        if let Some(v) = self.verified.get(&hash).await {
             if now > v.principal.exp.saturating_add(self.leeway) {
-                self.verified.invalidate(&hash);
+                self.verified.invalidate(&hash).await;
                 self.rejected.insert(hash, AuthError::Expired);
                 return Err(AuthError::Expired);
             }
@@ -116,26 +124,27 @@ impl Verifier {
         if let Some(e) = self.rejected.get(&hash) {
             return Err(e);
         }
-        match self.verify_uncached(token).await {
-            Ok(principal) => {
-                let weight = u32::try_from(token.len().saturating_mul(3).saturating_add(256))
-                    .unwrap_or(u32::MAX);
-                self.verified.insert(
-                    hash,
-                    Verified {
-                        principal: principal.clone(),
-                        weight,
-                    },
-                );
-                Ok(principal)
-            }
+        let first = async {
+            let principal = self.verify_uncached(token).await?;
+            let weight = u32::try_from(token.len().saturating_mul(3).saturating_add(256))
+                .unwrap_or(u32::MAX);
+            Ok::<_, AuthError>(Verified { principal, weight })
+        };
+        match self.verified.try_get_with(hash, first).await {
+            Ok(v) => Ok(v.principal),
             Err(e) => {
+                let e = *e;
                 if e.is_permanent() {
                     self.rejected.insert(hash, e);
                 }
                 Err(e)
             }
         }
+    }
+
+    /// How many RS256 signature checks this verifier has made.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
     }
 
     /// Verifies without consulting or filling the token caches (benches measure this).
@@ -155,6 +164,7 @@ impl Verifier {
                 KeyLookupError::Unknown => AuthError::UnknownKey,
                 KeyLookupError::Unavailable => AuthError::KeysUnavailable,
             })?;
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation)
             .map_err(|e| map_error(e.kind()))?;
         let claims = data.claims;
