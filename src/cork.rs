@@ -40,10 +40,10 @@ pin_project_lite::pin_project! {
     pub struct Corked<T> {
         #[pin]
         inner: T,
-        // The next write is deferred once.
+        // A read completed since the last write attempt: the next write is deferred once.
         armed: bool,
-        // A write was deferred and none has gone out since: reads do not arm again, so a
-        // peer that keeps sending cannot hold a response back.
+        // The last write attempt was deferred: reads do not arm again until a write has
+        // really been attempted, so a peer that keeps sending cannot hold a write back.
         deferred: bool,
     }
 }
@@ -57,7 +57,7 @@ impl<T> Corked<T> {
         }
     }
 
-    /// True when the next write will be deferred once.
+    /// True when this write attempt is deferred; the task has then been woken.
     fn take_armed(self: Pin<&mut Self>, cx: &Context<'_>) -> bool {
         let this = self.project();
         let armed = std::mem::replace(this.armed, false);
@@ -197,6 +197,28 @@ mod tests {
         b.write_all(b"two").await.unwrap();
         read(&mut io).await;
         assert!(matches!(write(&mut io, &mut cx), Poll::Ready(Ok(6))));
+    }
+
+    #[tokio::test]
+    async fn hypers_io_traits_defer_the_same_way() {
+        use hyper_util::rt::TokioIo;
+
+        let (a, mut b) = duplex(1024);
+        let mut io = Corked::new(TokioIo::new(a));
+        let (w, woken) = waker();
+        let mut cx = Context::from_waker(&w);
+        b.write_all(b"response").await.unwrap();
+        let mut storage = [0u8; 64];
+        let mut buf = hyper::rt::ReadBuf::new(&mut storage);
+        let polled = hyper::rt::Read::poll_read(Pin::new(&mut io), &mut cx, buf.unfilled());
+        assert!(matches!(polled, Poll::Ready(Ok(()))));
+        assert_eq!(buf.filled(), b"response");
+        let write = |io: &mut Corked<TokioIo<DuplexStream>>, cx: &mut Context<'_>| {
+            hyper::rt::Write::poll_write(Pin::new(io), cx, b"next request")
+        };
+        assert!(write(&mut io, &mut cx).is_pending());
+        assert_eq!(woken.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(write(&mut io, &mut cx), Poll::Ready(Ok(12))));
     }
 
     #[tokio::test]

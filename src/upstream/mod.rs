@@ -5,6 +5,8 @@
 //! - Every call made through [`send`] has a deadline; on expiry the error is
 //!   [`UpstreamError::Timeout`], never a hang.
 //! - Errors are classified by hyper's predicates, not by message text.
+//! - Each TCP connection (under TLS) is [`crate::cork::Corked`]: a request written right after
+//!   a response was read waits one scheduler turn, so a batch's requests leave together.
 //! - Trust: the platform's roots (`SSL_CERT_FILE`/`SSL_CERT_DIR` honoured through
 //!   `rustls-native-certs`), falling back to the bundled Mozilla roots when none are found,
 //!   plus any extra roots the embedding program passes (tests use a private CA).
