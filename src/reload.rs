@@ -273,4 +273,45 @@ mod tests {
             ]
         );
     }
+
+    /// `OUTSETA_REDIS_URL` is read once at start (it may carry a password and the
+    /// environment does not change): a reload keeps it, whatever the file says, and does not
+    /// report it as a change needing a restart.
+    #[tokio::test]
+    async fn a_reload_keeps_the_redis_url_from_the_environment() {
+        let dir = std::env::temp_dir().join(format!("ogw-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gateway.toml");
+        let text = |extra: &str| {
+            format!(
+                "[outseta]\ndomain = \"x.outseta.com\"\n{extra}\n[[rule]]\nname = \"r\"\nmethods = [\"GET\"]\npath = \"/api/v1/profile\"\ncredential = \"user\"\n"
+            )
+        };
+        std::fs::write(&path, text("")).unwrap();
+        let mut running = config("");
+        running.override_redis_url("redis://:s3cret@redis.internal:6379/0".into());
+        let live = Arc::new(Live::new(Snapshot::new(Arc::new(running))));
+        let mut reloader = Reloader::new(path.clone(), live.clone(), false);
+
+        for file_says in [
+            "",
+            "[upstream_limit]\nredis_url = \"redis://elsewhere:6379\"\n",
+        ] {
+            std::fs::write(&path, text(file_says)).unwrap();
+            let outcome = reloader.reload(true).await;
+            assert_eq!(
+                outcome,
+                Outcome::Applied {
+                    restart_needed: vec![]
+                }
+            );
+            let now = live.snapshot();
+            assert_eq!(
+                now.config.upstream_limit.redis_url,
+                "redis://:s3cret@redis.internal:6379/0"
+            );
+            assert!(now.config.upstream_limit.redis_url_from_env);
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }
