@@ -22,6 +22,9 @@
 //! - At most one deferral per completed read, and never two without a real write attempt in
 //!   between, so a peer that keeps sending cannot hold a write back. Writes that follow
 //!   without a read in between (the rest of a streamed body) are not deferred.
+//! - At most [`MAX_DEFERRED`] writes wait at once in the whole process; beyond that a write
+//!   goes out at once, so a large burst of ready connections does not have every answer wait
+//!   for all the others to be computed.
 //! - Reads, flushes and shutdowns pass through unchanged.
 //!
 //! # Position
@@ -30,9 +33,19 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Writes deferred at once, across all connections, at most: a larger burst of ready
+/// connections (500 followers of one cache fill, say) has its other writes go out at once, so
+/// the clustering adds at most this many writes' worth of delay to any answer.
+pub const MAX_DEFERRED: usize = 64;
+
+/// The process's count of writes deferred right now (tasks move between workers, so it is
+/// one atomic rather than one per thread).
+static DEFERRED: AtomicUsize = AtomicUsize::new(0);
 
 pin_project_lite::pin_project! {
     /// An I/O object whose first write after each read yields once to the scheduler.
@@ -42,32 +55,57 @@ pin_project_lite::pin_project! {
         inner: T,
         // A read completed since the last write attempt: the next write is deferred once.
         armed: bool,
-        // The last write attempt was deferred: reads do not arm again until a write has
-        // really been attempted, so a peer that keeps sending cannot hold a write back.
+        // The last write attempt was deferred and holds one slot of `count`. Reads do not arm
+        // again until a write has really been attempted, so a peer that keeps sending cannot
+        // hold a write back.
         deferred: bool,
+        count: &'static AtomicUsize,
+    }
+
+    impl<T> PinnedDrop for Corked<T> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if *this.deferred {
+                this.count.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
     }
 }
 
 impl<T> Corked<T> {
     pub fn new(inner: T) -> Self {
+        Self::counted_by(inner, &DEFERRED)
+    }
+
+    /// With its own count of deferred writes (tests).
+    fn counted_by(inner: T, count: &'static AtomicUsize) -> Self {
         Self {
             inner,
             armed: false,
             deferred: false,
+            count,
         }
     }
 
     /// True when this write attempt is deferred; the task has then been woken.
     fn take_armed(self: Pin<&mut Self>, cx: &Context<'_>) -> bool {
         let this = self.project();
-        let armed = std::mem::replace(this.armed, false);
-        *this.deferred = armed;
-        if armed {
-            // Polled again after the tasks already in the run queue (tokio requeues a task
-            // that woke itself while running at the back, not in its LIFO slot).
-            cx.waker().wake_by_ref();
+        if std::mem::replace(this.deferred, false) {
+            // The retry of a deferred write: its slot is free again.
+            this.count.fetch_sub(1, Ordering::Relaxed);
         }
-        armed
+        if !std::mem::replace(this.armed, false) {
+            return false;
+        }
+        if this.count.fetch_add(1, Ordering::Relaxed) >= MAX_DEFERRED {
+            this.count.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        *this.deferred = true;
+        // Polled again after the tasks already in the run queue (tokio requeues a task that
+        // woke itself while running at the back, not in its LIFO slot).
+        cx.waker().wake_by_ref();
+        true
     }
 }
 
@@ -219,6 +257,43 @@ mod tests {
         assert!(write(&mut io, &mut cx).is_pending());
         assert_eq!(woken.0.load(Ordering::SeqCst), 1);
         assert!(matches!(write(&mut io, &mut cx), Poll::Ready(Ok(12))));
+    }
+
+    #[tokio::test]
+    async fn at_most_max_deferred_writes_wait_at_once_and_their_slots_come_back() {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let (w, _) = waker();
+        let mut cx = Context::from_waker(&w);
+        let mut ios = Vec::new();
+        let mut peers = Vec::new();
+        for _ in 0..=MAX_DEFERRED {
+            let (a, mut b) = duplex(64);
+            b.write_all(b"x").await.unwrap();
+            let mut io = Corked::counted_by(a, &COUNT);
+            read(&mut io).await;
+            ios.push(io);
+            peers.push(b);
+        }
+        for io in &mut ios[..MAX_DEFERRED] {
+            assert!(write(io, &mut cx).is_pending());
+        }
+        assert_eq!(COUNT.load(Ordering::SeqCst), MAX_DEFERRED);
+        assert!(
+            matches!(write(&mut ios[MAX_DEFERRED], &mut cx), Poll::Ready(Ok(6))),
+            "over the cap a write goes out at once"
+        );
+        assert!(matches!(write(&mut ios[0], &mut cx), Poll::Ready(Ok(6))));
+        assert_eq!(
+            COUNT.load(Ordering::SeqCst),
+            MAX_DEFERRED - 1,
+            "a retry frees its slot"
+        );
+        drop(ios);
+        assert_eq!(
+            COUNT.load(Ordering::SeqCst),
+            0,
+            "a dropped connection frees its slot"
+        );
     }
 
     #[tokio::test]
