@@ -78,7 +78,8 @@ pub async fn serve<S>(
                     req.extensions_mut().insert(ClientAddr(peer));
                     svc.clone().oneshot(req)
                 });
-                let conn = http.serve_connection_with_upgrades(TokioIo::new(Corked::new(stream)), hyper_svc);
+                let io = TokioIo::new(Corked::new(stream));
+                let conn = http.serve_connection_with_upgrades(io, hyper_svc);
                 let conn = graceful.watch(conn.into_owned());
                 tokio::spawn(async move {
                     if let Err(error) = conn.await {

@@ -102,10 +102,9 @@ where
     }
 }
 
-/// What the client presented, taken out of the request so no borrow of it lives across the
-/// verification's await.
+/// What the client presented. The token is borrowed from the request's headers for the
+/// verification (the request is not changed until it is done), not copied.
 struct Presented<'a> {
-    /// Borrowed from the request's headers: the token is not copied.
     token: Result<Option<&'a str>, AuthError>,
     /// The `Authorization` value to forward (only for `credential = "user"`).
     forward: Option<HeaderValue>,
