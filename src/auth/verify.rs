@@ -124,22 +124,32 @@ impl Verifier {
         if let Some(e) = self.rejected.get(&hash) {
             return Err(e);
         }
+        // moka runs one initialisation at a time per key. A refusal is remembered inside it,
+        // and each initialisation looks there first, so a caller that missed both caches just
+        // before an earlier one finished does not check the signature again.
         let first = async {
-            let principal = self.verify_uncached(token).await?;
-            let weight = u32::try_from(token.len().saturating_mul(3).saturating_add(256))
-                .unwrap_or(u32::MAX);
-            Ok::<_, AuthError>(Verified { principal, weight })
-        };
-        match self.verified.try_get_with(hash, first).await {
-            Ok(v) => Ok(v.principal),
-            Err(e) => {
-                let e = *e;
-                if e.is_permanent() {
-                    self.rejected.insert(hash, e);
-                }
-                Err(e)
+            if let Some(e) = self.rejected.get(&hash) {
+                return Err(e);
             }
-        }
+            match self.verify_uncached(token).await {
+                Ok(principal) => {
+                    let weight = u32::try_from(token.len().saturating_mul(3).saturating_add(256))
+                        .unwrap_or(u32::MAX);
+                    Ok(Verified { principal, weight })
+                }
+                Err(e) => {
+                    if e.is_permanent() {
+                        self.rejected.insert(hash, e);
+                    }
+                    Err(e)
+                }
+            }
+        };
+        self.verified
+            .try_get_with(hash, first)
+            .await
+            .map(|v| v.principal)
+            .map_err(|e| *e)
     }
 
     /// How many RS256 signature checks this verifier has made.
