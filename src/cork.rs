@@ -36,6 +36,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Writes deferred at once, across all connections, at most: a larger burst of ready
@@ -161,6 +162,44 @@ impl<T: AsyncWrite> AsyncWrite for Corked<T> {
     }
 }
 
+impl<T: hyper_util::client::legacy::connect::Connection>
+    hyper_util::client::legacy::connect::Connection for Corked<T>
+{
+    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
+        self.inner.connected()
+    }
+}
+
+/// An outbound connection: hyper's I/O traits over a [`Corked`] over tokio's, adapted both
+/// ways by [`TokioIo`] (no second implementation of the deferral for hyper's traits).
+pub type CorkedIo<R> = TokioIo<Corked<TokioIo<R>>>;
+
+fn corked_io<R>(io: R) -> CorkedIo<R> {
+    TokioIo::new(Corked::new(TokioIo::new(io)))
+}
+
+/// A connector whose connections are [`Corked`].
+#[derive(Debug, Clone)]
+pub struct CorkedConnector<C>(pub C);
+
+impl<C, R> tower::Service<http::Uri> for CorkedConnector<C>
+where
+    C: tower::Service<http::Uri, Response = R>,
+{
+    type Response = CorkedIo<R>;
+    type Error = C::Error;
+    type Future = futures_util::future::MapOk<C::Future, fn(R) -> CorkedIo<R>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Self::Future {
+        use futures_util::TryFutureExt;
+        self.0.call(uri).map_ok(corked_io as fn(R) -> CorkedIo<R>)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -239,10 +278,9 @@ mod tests {
 
     #[tokio::test]
     async fn hypers_io_traits_defer_the_same_way() {
-        use hyper_util::rt::TokioIo;
-
         let (a, mut b) = duplex(1024);
-        let mut io = Corked::new(TokioIo::new(a));
+        // As `CorkedConnector` wraps a connection (hyper's traits, like `TokioIo<TcpStream>`).
+        let mut io = corked_io(TokioIo::new(a));
         let (w, woken) = waker();
         let mut cx = Context::from_waker(&w);
         b.write_all(b"response").await.unwrap();
@@ -251,7 +289,7 @@ mod tests {
         let polled = hyper::rt::Read::poll_read(Pin::new(&mut io), &mut cx, buf.unfilled());
         assert!(matches!(polled, Poll::Ready(Ok(()))));
         assert_eq!(buf.filled(), b"response");
-        let write = |io: &mut Corked<TokioIo<DuplexStream>>, cx: &mut Context<'_>| {
+        let write = |io: &mut CorkedIo<TokioIo<DuplexStream>>, cx: &mut Context<'_>| {
             hyper::rt::Write::poll_write(Pin::new(io), cx, b"next request")
         };
         assert!(write(&mut io, &mut cx).is_pending());
@@ -306,90 +344,5 @@ mod tests {
         let mut cx = Context::from_waker(&w);
         // The peer is gone: the write fails at once rather than being deferred.
         assert!(matches!(write(&mut io, &mut cx), Poll::Ready(Err(_))));
-    }
-}
-
-// hyper's own I/O traits, for the outbound connections (`crate::upstream`), under TLS.
-impl<T: hyper::rt::Read> hyper::rt::Read for Corked<T> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: hyper::rt::ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.project();
-        let room = buf.remaining();
-        let polled = this.inner.poll_read(cx, buf);
-        // hyper's cursor is consumed by the read; a completed read with room for data
-        // counts as data (end of stream is followed by no write worth deferring).
-        if room > 0 && matches!(polled, Poll::Ready(Ok(()))) && !*this.deferred {
-            *this.armed = true;
-        }
-        polled
-    }
-}
-
-impl<T: hyper::rt::Write> hyper::rt::Write for Corked<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.as_mut().take_armed(cx) {
-            return Poll::Pending;
-        }
-        self.project().inner.poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        if self.as_mut().take_armed(cx) {
-            return Poll::Pending;
-        }
-        self.project().inner.poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
-    }
-}
-
-impl<T: hyper_util::client::legacy::connect::Connection>
-    hyper_util::client::legacy::connect::Connection for Corked<T>
-{
-    fn connected(&self) -> hyper_util::client::legacy::connect::Connected {
-        self.inner.connected()
-    }
-}
-
-/// A connector whose connections are [`Corked`].
-#[derive(Debug, Clone)]
-pub struct CorkedConnector<C>(pub C);
-
-impl<C, R> tower::Service<http::Uri> for CorkedConnector<C>
-where
-    C: tower::Service<http::Uri, Response = R>,
-{
-    type Response = Corked<R>;
-    type Error = C::Error;
-    type Future = futures_util::future::MapOk<C::Future, fn(R) -> Corked<R>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
-    }
-
-    fn call(&mut self, uri: http::Uri) -> Self::Future {
-        use futures_util::TryFutureExt;
-        self.0.call(uri).map_ok(Corked::new as fn(R) -> Corked<R>)
     }
 }

@@ -3,8 +3,11 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use outseta_gateway::auth::jwks::Jwks;
+use outseta_gateway::auth::verify::Verifier;
 use serde_json::json;
 use support::client::{bearer, get};
 use support::gateway::{AUDIENCE, Gateway, ISSUER, RULES};
@@ -296,33 +299,33 @@ async fn not_ready_until_the_jwks_is_fetched() {
     task.await.unwrap();
 }
 
-/// A burst of concurrent requests carrying one fresh token costs one RS256 check, also when
-/// the key must first be fetched (every caller would otherwise wait for the fetch and then
-/// check the signature on its own).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_first_sightings_of_a_token_share_one_signature_check() {
-    use std::sync::Arc;
-
-    use outseta_gateway::auth::jwks::Jwks;
-    use outseta_gateway::auth::verify::Verifier;
-
-    support::trace_init();
-    let key = SigningKey::generate("k1");
-    let mock = MockOutseta::start(&[&key]).await;
+/// A verifier on the mock's JWKS with no keys yet: its first caller fetches them (a real
+/// request to the mock).
+fn keyless_verifier(mock: &MockOutseta) -> Arc<Verifier> {
     let client = outseta_gateway::upstream::client(&[], Duration::from_secs(2)).unwrap();
-    // No keys yet: the first caller fetches the JWKS (a real request to the mock).
     let jwks = Arc::new(Jwks::new(
         mock.jwks_url().parse().unwrap(),
         client,
         Duration::from_secs(2),
     ));
-    let verifier = Arc::new(Verifier::new(
+    Arc::new(Verifier::new(
         jwks,
         ISSUER,
         AUDIENCE,
         Duration::from_secs(30),
         Duration::from_secs(600),
-    ));
+    ))
+}
+
+/// A burst of concurrent requests carrying one fresh token costs one RS256 check, also when
+/// the key must first be fetched (every caller would otherwise wait for the fetch and then
+/// check the signature on its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_sightings_of_a_token_share_one_signature_check() {
+    support::trace_init();
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let verifier = keyless_verifier(&mock);
     let token = Arc::new(key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
     let calls: Vec<_> = (0..64)
         .map(|_| {
@@ -362,27 +365,10 @@ async fn concurrent_first_sightings_of_a_token_share_one_signature_check() {
 /// are accepted; none is refused because the fetch it should wait for is still in flight.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_arriving_during_a_key_fetch_wait_for_it() {
-    use std::sync::Arc;
-
-    use outseta_gateway::auth::jwks::Jwks;
-    use outseta_gateway::auth::verify::Verifier;
-
     support::trace_init();
     let key = SigningKey::generate("k1");
     let mock = MockOutseta::start(&[&key]).await;
-    let client = outseta_gateway::upstream::client(&[], Duration::from_secs(2)).unwrap();
-    let jwks = Arc::new(Jwks::new(
-        mock.jwks_url().parse().unwrap(),
-        client,
-        Duration::from_secs(2),
-    ));
-    let verifier = Arc::new(Verifier::new(
-        jwks,
-        ISSUER,
-        AUDIENCE,
-        Duration::from_secs(30),
-        Duration::from_secs(600),
-    ));
+    let verifier = keyless_verifier(&mock);
     let calls: Vec<_> = (0..32)
         .map(|i| {
             let v = verifier.clone();
