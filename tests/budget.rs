@@ -358,6 +358,57 @@ async fn the_user_limit_answers_429_with_ratelimit_headers() {
     gw.shutdown().await;
 }
 
+/// Anonymous GETs of the plans, one after the other, each with the `X-Forwarded-For` given.
+async fn statuses(gw: &Gateway, xff: &[&str]) -> Vec<u16> {
+    let url = gw.url("/api/v1/billing/plans");
+    let mut out = Vec::new();
+    for x in xff {
+        out.push(get(&url, &[("x-forwarded-for", x)]).await.status);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_callers_behind_a_trusted_proxy_count_by_the_address_it_names() {
+    support::trace_init();
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let text = sim::config(&mock.base_url(), &mock.jwks_url(), USER_LIMIT);
+    let trusting = text.replace(
+        "upstream_timeout = \"5s\"",
+        "upstream_timeout = \"5s\"\ntrusted_proxies = [\"127.0.0.1\"]",
+    );
+    assert_ne!(text, trusting);
+
+    // Trusted (the SPA's nginx on 127.0.0.1 in the sidecar layout): each client its own bucket.
+    let gw =
+        Gateway::start_with(&mock, Config::from_toml(&trusting, "test").expect("config")).await;
+    let one = ["203.0.113.1"; 4];
+    assert_eq!(statuses(&gw, &one).await, [200, 200, 200, 429]);
+    assert_eq!(
+        statuses(&gw, &["203.0.113.2"]).await,
+        [200],
+        "another client"
+    );
+    // a client cannot borrow a bucket by writing an address itself: the hop the proxy
+    // appended (the rightmost untrusted one) is the client
+    assert_eq!(
+        statuses(
+            &gw,
+            &["203.0.113.2, 203.0.113.1", "203.0.113.1, 198.51.100.7"]
+        )
+        .await,
+        [429, 200]
+    );
+    gw.shutdown().await;
+
+    // Not trusted (the default): the header is ignored, everyone shares the peer's bucket.
+    let gw = Gateway::start_with(&mock, Config::from_toml(&text, "test").expect("config")).await;
+    let many = ["203.0.113.1", "203.0.113.2", "203.0.113.3", "203.0.113.4"];
+    assert_eq!(statuses(&gw, &many).await, [200, 200, 200, 429]);
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_details_the_budget_and_metrics_name_it() {
     let (key, _mock, gw) = mock_setup(MOCK_RULES).await;

@@ -27,6 +27,7 @@ pub struct ServerSection {
     pub max_request_body: Option<String>,
     pub max_header_bytes: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

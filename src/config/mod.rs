@@ -57,6 +57,8 @@ pub struct Server {
     pub max_request_body: u64,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Peers whose `X-Forwarded-For` names the client (see `proxy::client_ip`); empty: none.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]

@@ -33,7 +33,25 @@ fn defaults_derive_from_domain() {
     assert_eq!(c.user_limit.rate.to_string(), "120/min");
     assert_eq!(c.cache.max_size, 64 << 20);
     assert_eq!(c.cors.allowed_headers.len(), 3);
+    assert!(c.server.trusted_proxies.is_empty());
     assert!(c.needs_api_key());
+}
+
+#[test]
+fn trusted_proxies_take_addresses_and_ranges() {
+    let text = MINIMAL.replace(
+        "[[rule]]",
+        "[server]\ntrusted_proxies = [\"127.0.0.1\", \"10.1.2.3/8\", \"fd00::/8\"]\n\n[[rule]]",
+    );
+    let c = Config::from_toml(&text, "test").unwrap();
+    let nets: Vec<String> = c
+        .server
+        .trusted_proxies
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    // a plain address is one host; a range's host bits are dropped
+    assert_eq!(nets, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
 }
 
 #[test]
@@ -45,6 +63,7 @@ domian = "x"
 [server]
 listen = "nowhere"
 request_timeout = "soon"
+trusted_proxies = ["10.0.0.0/8", "proxy.internal"]
 
 [cors]
 allowed_origins = ["*", "https://ok.example.com", "https://bad.example.com/"]
@@ -76,6 +95,7 @@ methods = ["GET"]
         "[outseta] `upstream`: required",
         "[server] `listen`",
         "[server] `request_timeout`",
+        "[server] `trusted_proxies`: \"proxy.internal\"",
         "\"*\" is refused",
         "https://bad.example.com/",
         "rule \"dup\": duplicate rule name",

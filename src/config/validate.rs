@@ -81,6 +81,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// `[server].trusted_proxies`: IP addresses or CIDR ranges.
+    fn nets(&mut self, v: &[String]) -> Vec<ipnet::IpNet> {
+        let mut nets = Vec::with_capacity(v.len());
+        for s in v {
+            match s.parse::<ipnet::IpNet>() {
+                Ok(n) => nets.push(n.trunc()),
+                Err(_) => match s.parse::<std::net::IpAddr>() {
+                    Ok(ip) => nets.push(ipnet::IpNet::from(ip)),
+                    Err(_) => self.problems.push(format!(
+                        "[server] `trusted_proxies`: {s:?} is not an IP address or CIDR range such as \"10.0.0.0/8\""
+                    )),
+                },
+            }
+        }
+        nets
+    }
+
     fn url(&mut self, key: &str, s: &str) -> Option<Uri> {
         let uri: Uri = match s.parse() {
             Ok(u) => u,
@@ -183,6 +200,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Vec<String>) -> Option<C
         ))
         .unwrap_or(usize::MAX),
         shutdown_grace: cx.dur("server", "shutdown_grace", &s.shutdown_grace, "25s"),
+        trusted_proxies: cx.nets(s.trusted_proxies.as_deref().unwrap_or_default()),
     };
     if server.request_timeout.is_zero() || server.upstream_timeout.is_zero() {
         cx.problems

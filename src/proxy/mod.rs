@@ -5,7 +5,7 @@
 //! | layer | why here |
 //! |---|---|
 //! | `request_id` | outermost: every response, preflights and errors included, carries the id |
-//! | `snapshot` | one configuration per request (reload-safe) |
+//! | `snapshot` | one configuration per request (reload-safe); then the client behind a trusted proxy (`client_ip`) |
 //! | `access_log` | one line + metrics for everything below, errors included |
 //! | `cors` | preflights answered without a token; CORS headers on error responses too |
 //! | `rescue` | the rescue boundary: `GatewayError` → problem+json, nowhere else |
@@ -21,6 +21,7 @@
 
 pub mod access_log;
 pub mod authn;
+pub mod client_ip;
 pub mod context;
 pub mod cors;
 pub mod finish;

@@ -71,7 +71,9 @@ use tower::{Layer, Service};
 
 use crate::body::Body;
 
-/// Loads the live snapshot once and puts the `Arc<Snapshot>` in the request's extensions.
+/// Loads the live snapshot once and puts the `Arc<Snapshot>` in the request's extensions;
+/// with `[server].trusted_proxies` set, it then attributes the request to the client a trusted
+/// proxy names ([`super::client_ip`]), the first thing that needs the configuration.
 ///
 /// # Position in the stack
 /// Right after `request_id`, before anything that reads configuration (CORS, routing).
@@ -115,7 +117,14 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        req.extensions_mut().insert(self.live.snapshot());
+        let snapshot = self.live.snapshot();
+        let trusted = &snapshot.config.server.trusted_proxies;
+        if !trusted.is_empty() {
+            let (mut parts, body) = req.into_parts();
+            super::client_ip::resolve(&mut parts.extensions, &parts.headers, trusted);
+            req = Request::from_parts(parts, body);
+        }
+        req.extensions_mut().insert(snapshot);
         self.inner.call(req)
     }
 }
