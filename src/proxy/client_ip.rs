@@ -44,14 +44,17 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr
     if !is_trusted(&peer) {
         return peer;
     }
-    // Several X-Forwarded-For fields are one list, in order (RFC 9110 §5.3).
-    let fields: Vec<&str> = headers
+    // Several X-Forwarded-For fields are one list, in order (RFC 9110 §5.3), read from the
+    // right. A field that is not text counts as one malformed entry: skipping it would step
+    // over the hop a proxy appended to it and reach entries the client wrote.
+    let entries = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
+        .rev()
+        // (an unreadable field becomes "", one entry that does not parse)
+        .flat_map(|v| v.to_str().unwrap_or("").rsplit(','));
     let mut client = peer;
-    for entry in fields.iter().rev().flat_map(|f| f.rsplit(',')) {
+    for entry in entries {
         let Some(ip) = parse_entry(entry) else {
             // Garbage where an address should be: trust nothing further left.
             return client;
@@ -148,6 +151,19 @@ mod tests {
         let t = nets(&["10.0.0.0/8"]);
         let h = xff(&["203.0.113.9, unknown, 10.0.0.2"]);
         assert_eq!(client_ip(ip("10.0.0.1"), &h, &t), ip("10.0.0.2"));
+    }
+
+    #[test]
+    fn a_field_that_is_not_text_stops_the_walk_too() {
+        // a proxy that appends to the last field: the client's bytes make it unreadable, and
+        // the walk must not step over it to the address the client wrote in a field before
+        let t = nets(&["10.0.0.0/8"]);
+        let mut h = xff(&["1.2.3.4"]);
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_bytes(b"\xff, 203.0.113.9").unwrap(),
+        );
+        assert_eq!(client_ip(ip("10.0.0.1"), &h, &t), ip("10.0.0.1"));
     }
 
     #[test]
