@@ -17,7 +17,7 @@ use outseta_gateway::cache::key::CacheKey;
 
 /// The gateway binary's allocator, so the figure is the one a deployment sees.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: outseta_gateway::alloc::Mimalloc = outseta_gateway::alloc::Mimalloc;
 
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -14,6 +14,7 @@
 )]
 
 pub mod admin;
+pub mod alloc;
 pub mod app;
 pub mod auth;
 pub mod body;

@@ -15,7 +15,7 @@ use outseta_gateway::{Options, app, demo, shutdown};
 /// allocations per request (boxed layer futures, header maps, request extensions), and glibc's
 /// non-tcache paths were ~15% of the instructions of a cache hit (`bench/RESULTS.md`).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: outseta_gateway::alloc::Mimalloc = outseta_gateway::alloc::Mimalloc;
 
 /// The multi-threaded tokio runtime every long-running command uses.
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
