@@ -29,6 +29,11 @@ pub const ENTRY_OVERHEAD: u64 = 896;
 /// allocation.
 pub const HEADER_OVERHEAD: u64 = 96;
 
+/// Room left in a built response's header map for the fields the outer layers add
+/// (`RateLimit-Policy`, `RateLimit`, `x-request-id`, the CORS fields), so that adding them
+/// does not regrow the map on every hit.
+const LATER_HEADERS: usize = 6;
+
 /// Headers as stored: owned bytes, exactly sized.
 pub type Headers = Box<[(HeaderName, HeaderValue)]>;
 
@@ -113,7 +118,7 @@ impl Entry {
     /// `Age` when `age` is given). Per response: one header map (two allocations), the body
     /// box; header values and body bytes are shared.
     pub fn respond(&self, cache_status: HeaderValue, age: Option<Duration>) -> Response<Body> {
-        let mut h = HeaderMap::with_capacity(self.headers.len() + 2);
+        let mut h = HeaderMap::with_capacity(self.headers.len() + 2 + LATER_HEADERS);
         for (k, v) in self.headers.iter() {
             h.append(k.clone(), v.clone());
         }

@@ -34,46 +34,61 @@ pub struct Deadline(pub tokio::time::Instant);
 
 /// Headers that layers below the rescue boundary want on the final response, whether it is
 /// a success or an error (e.g. `RateLimit`). Inserted by `rescue`, which applies them.
+///
+/// A short list, not a `HeaderMap`: a request records two or three fields, and a map would
+/// hash and allocate its tables on every request for that.
 #[derive(Debug, Clone, Default)]
-pub struct ResponseHeaders(Arc<Mutex<Recorded>>);
+pub struct ResponseHeaders(Arc<Mutex<Vec<Recorded>>>);
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Recorded {
-    set: HeaderMap,
-    defaults: HeaderMap,
+    name: HeaderName,
+    value: HeaderValue,
+    /// Only if nothing below set the field.
+    default: bool,
 }
 
 impl ResponseHeaders {
     /// `name` on the final response, replacing any value it has.
     pub fn insert(&self, name: HeaderName, value: HeaderValue) {
-        if let Ok(mut h) = self.0.lock() {
-            h.set.insert(name, value);
-        }
+        self.record(name, value, false);
     }
 
     /// `name` on the final response only if nothing below set it (e.g. `Cache-Status` on the
     /// errors of a cacheable rule, which the cache layer did not answer).
     pub fn insert_default(&self, name: HeaderName, value: HeaderValue) {
-        if let Ok(mut h) = self.0.lock() {
-            h.defaults.insert(name, value);
+        self.record(name, value, true);
+    }
+
+    /// A later record of the same name and kind replaces the earlier one.
+    fn record(&self, name: HeaderName, value: HeaderValue, default: bool) {
+        if let Ok(mut list) = self.0.lock() {
+            match list
+                .iter_mut()
+                .find(|r| r.default == default && r.name == name)
+            {
+                Some(r) => r.value = value,
+                None => {
+                    if list.capacity() == 0 {
+                        list.reserve_exact(4);
+                    }
+                    list.push(Recorded {
+                        name,
+                        value,
+                        default,
+                    });
+                }
+            }
         }
     }
 
     /// Moves the recorded headers onto `to`: the set ones replace same-named headers, the
     /// defaults fill in missing ones.
     pub fn apply(&self, to: &mut HeaderMap) {
-        if let Ok(mut h) = self.0.lock() {
-            let Recorded { set, defaults } = std::mem::take(&mut *h);
-            for (name, value) in set {
-                if let Some(name) = name {
-                    to.insert(name, value);
-                }
-            }
-            for (name, value) in defaults {
-                if let Some(name) = name
-                    && !to.contains_key(&name)
-                {
-                    to.insert(name, value);
+        if let Ok(mut list) = self.0.lock() {
+            for r in std::mem::take(&mut *list) {
+                if !r.default || !to.contains_key(&r.name) {
+                    to.insert(r.name, r.value);
                 }
             }
         }
@@ -103,13 +118,27 @@ mod response_headers_tests {
             HeaderName::from_static("c"),
             HeaderValue::from_static("default"),
         );
+        extra.insert(
+            HeaderName::from_static("d"),
+            HeaderValue::from_static("first"),
+        );
+        extra.insert(
+            HeaderName::from_static("d"),
+            HeaderValue::from_static("second"),
+        );
         let mut h = HeaderMap::new();
         h.insert("a", HeaderValue::from_static("below"));
         h.insert("b", HeaderValue::from_static("below"));
+        h.insert("d", HeaderValue::from_static("below"));
         extra.apply(&mut h);
         assert_eq!(h["a"], "set");
         assert_eq!(h["b"], "below");
         assert_eq!(h["c"], "default");
+        assert_eq!(h.get_all("d").iter().collect::<Vec<_>>(), ["second"]);
+        // applied once: the list is emptied
+        let mut again = HeaderMap::new();
+        extra.apply(&mut again);
+        assert!(again.is_empty());
     }
 }
 
