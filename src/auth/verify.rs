@@ -124,6 +124,17 @@ impl Verifier {
         if let Some(e) = self.rejected.get(&hash) {
             return Err(e);
         }
+        // Boxed: the first sighting (coalescing, JWKS, RS256) is a large state machine, and
+        // inlining it would make every cached verification allocate and move it.
+        Box::pin(self.verify_first(hash, token)).await
+    }
+
+    /// A token seen in neither cache: one signature check per token at a time.
+    async fn verify_first(
+        &self,
+        hash: TokenHash,
+        token: &str,
+    ) -> Result<Arc<Principal>, AuthError> {
         // moka runs one initialisation at a time per key. A refusal is remembered inside it,
         // and each initialisation looks there first, so a caller that missed both caches just
         // before an earlier one finished does not check the signature again.
