@@ -98,7 +98,14 @@ pub fn canonicalize(raw: &str) -> Result<CanonPath, PathError> {
         path.push('/');
         let start = path.len();
         let sb = seg.as_bytes();
-        let mut i = 0;
+        // Most segments are plain ASCII with nothing to decode or escape: copied at once.
+        let plain = |b: &u8| b.is_ascii_graphic() && *b != b'%' && *b != b'\\';
+        let mut i = if sb.iter().all(plain) {
+            path.push_str(seg);
+            sb.len()
+        } else {
+            0
+        };
         while i < sb.len() {
             let b = sb[i];
             match b {
