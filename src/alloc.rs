@@ -8,10 +8,11 @@
 /// a block over 1 KiB whose size is not a power of two by over-allocating and aligning it by
 /// hand — about ten such blocks per cache hit (the boxed layer futures), ≈ 1.9k instructions
 /// of ≈ 78k (callgrind, `bench/RESULTS.md`). Like std's `System` allocator with `malloc`, this
-/// uses plain `mi_malloc` when the alignment is at most 16 and at most the size: a mimalloc
-/// block whose size is a multiple of 16 is 16-aligned (8-aligned otherwise), and a Rust
-/// layout's size is a multiple of its alignment. The test below checks every size up to
-/// 4 KiB at every alignment.
+/// uses plain `mi_malloc` when the alignment is at most 16 and at most the size: like glibc's
+/// `malloc`, mimalloc gives every block of 16 bytes or more 16-byte alignment (`MI_ALIGN2W`,
+/// since its `MI_MAX_ALIGN_SIZE` is 16: small sizes are rounded to two words) and every block
+/// 8-byte alignment. The test below checks every size up to 4 KiB, padded to its alignment or
+/// not, at every alignment from 1 to 4096.
 pub struct Mimalloc;
 
 /// The alignment every mimalloc block of at least this size has (`MI_MAX_ALIGN_SIZE`).
@@ -75,48 +76,51 @@ mod tests {
 
     use super::Mimalloc;
 
-    /// Every size up to 4 KiB (and a few large ones) at every alignment from 1 to 4096:
-    /// the block is aligned, usable, and keeps its bytes through growing and shrinking.
+    /// Every size up to 4 KiB (and a few large ones) at every alignment from 1 to 4096,
+    /// padded to the alignment or not: the block is aligned, usable, and keeps its bytes
+    /// through growing and shrinking.
     #[test]
     fn blocks_are_aligned_and_keep_their_bytes() {
         let sizes = (1..=4096).chain([6000, 65_536, 1 << 20, (1 << 20) + 24]);
         for size in sizes {
             for align in [1, 2, 4, 8, 16, 32, 64, 128, 4096] {
-                let Ok(layout) = Layout::from_size_align(size, align) else {
+                let Ok(raw) = Layout::from_size_align(size, align) else {
                     continue;
                 };
-                let layout = layout.pad_to_align();
-                // SAFETY: a non-zero layout, freed below with the same allocator.
-                unsafe {
-                    let p = Mimalloc.alloc(layout);
-                    assert!(!p.is_null());
-                    assert_eq!(p as usize % align, 0, "size {size} align {align}");
-                    std::ptr::write_bytes(p, 0xA5, layout.size());
-                    let z = Mimalloc.alloc_zeroed(layout);
-                    assert_eq!(z as usize % align, 0, "zeroed size {size} align {align}");
-                    assert!(
-                        std::slice::from_raw_parts(z, layout.size())
-                            .iter()
-                            .all(|b| *b == 0)
-                    );
-                    Mimalloc.dealloc(z, layout);
-                    // grow, then shrink back: aligned, and the bytes kept
-                    let big = Layout::from_size_align_unchecked(layout.size() * 3, align);
-                    let g = Mimalloc.realloc(p, layout, big.size());
-                    assert_eq!(g as usize % align, 0, "grown size {size} align {align}");
-                    assert!(
-                        std::slice::from_raw_parts(g, layout.size())
-                            .iter()
-                            .all(|b| *b == 0xA5)
-                    );
-                    let s = Mimalloc.realloc(g, big, layout.size());
-                    assert_eq!(s as usize % align, 0, "shrunk size {size} align {align}");
-                    assert!(
-                        std::slice::from_raw_parts(s, layout.size())
-                            .iter()
-                            .all(|b| *b == 0xA5)
-                    );
-                    Mimalloc.dealloc(s, layout);
+                // as types have them (size a multiple of the alignment), and as built by hand
+                for layout in [raw.pad_to_align(), raw] {
+                    // SAFETY: a non-zero layout, freed below with the same allocator.
+                    unsafe {
+                        let p = Mimalloc.alloc(layout);
+                        assert!(!p.is_null());
+                        assert_eq!(p as usize % align, 0, "size {size} align {align}");
+                        std::ptr::write_bytes(p, 0xA5, layout.size());
+                        let z = Mimalloc.alloc_zeroed(layout);
+                        assert_eq!(z as usize % align, 0, "zeroed size {size} align {align}");
+                        assert!(
+                            std::slice::from_raw_parts(z, layout.size())
+                                .iter()
+                                .all(|b| *b == 0)
+                        );
+                        Mimalloc.dealloc(z, layout);
+                        // grow, then shrink back: aligned, and the bytes kept
+                        let big = Layout::from_size_align_unchecked(layout.size() * 3, align);
+                        let g = Mimalloc.realloc(p, layout, big.size());
+                        assert_eq!(g as usize % align, 0, "grown size {size} align {align}");
+                        assert!(
+                            std::slice::from_raw_parts(g, layout.size())
+                                .iter()
+                                .all(|b| *b == 0xA5)
+                        );
+                        let s = Mimalloc.realloc(g, big, layout.size());
+                        assert_eq!(s as usize % align, 0, "shrunk size {size} align {align}");
+                        assert!(
+                            std::slice::from_raw_parts(s, layout.size())
+                                .iter()
+                                .all(|b| *b == 0xA5)
+                        );
+                        Mimalloc.dealloc(s, layout);
+                    }
                 }
             }
         }
