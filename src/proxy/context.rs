@@ -68,16 +68,12 @@ impl ResponseHeaders {
                 .find(|r| r.default == default && r.name == name)
             {
                 Some(r) => r.value = value,
-                None => {
-                    if list.capacity() == 0 {
-                        list.reserve_exact(4);
-                    }
-                    list.push(Recorded {
-                        name,
-                        value,
-                        default,
-                    });
-                }
+                // (a Vec's first allocation already holds four)
+                None => list.push(Recorded {
+                    name,
+                    value,
+                    default,
+                }),
             }
         }
     }
