@@ -85,12 +85,27 @@ pub fn canonicalize(raw: &str) -> Result<CanonPath, PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
-    let mut path = String::with_capacity(raw.len());
     let mut segments = Vec::with_capacity(8);
-    if bytes.len() == 1 {
-        path.push('/');
-        return Ok(CanonPath { path, segments });
+    let plain = |b: &u8| b.is_ascii_graphic() && *b != b'%' && *b != b'\\';
+    if bytes.iter().all(plain) {
+        // Nothing to decode or escape (the common case): the path is its own canonical
+        // form once its segments are checked.
+        let mut start = 1;
+        for end in (1..=bytes.len()).filter(|&i| i == bytes.len() || bytes[i] == b'/') {
+            match &raw[start..end] {
+                "" if bytes.len() == 1 => break,
+                "" => return Err(PathError::EmptySegment),
+                "." | ".." => return Err(PathError::DotSegment),
+                _ => segments.push((start, end)),
+            }
+            start = end + 1;
+        }
+        return Ok(CanonPath {
+            path: raw.to_string(),
+            segments,
+        });
     }
+    let mut path = String::with_capacity(raw.len());
     for seg in raw[1..].split('/') {
         if seg.is_empty() {
             return Err(PathError::EmptySegment);
@@ -172,6 +187,18 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_path_is_its_own_form_with_its_segments() {
+        let c = canonicalize("/api/v1/crm/people/hDAEYqL6").unwrap();
+        assert_eq!(c.as_str(), "/api/v1/crm/people/hDAEYqL6");
+        assert_eq!(
+            c.segments().collect::<Vec<_>>(),
+            ["api", "v1", "crm", "people", "hDAEYqL6"]
+        );
+        let c = canonicalize("/a.b/~c").unwrap();
+        assert_eq!(c.segments().collect::<Vec<_>>(), ["a.b", "~c"]);
+    }
+
+    #[test]
     fn root_has_no_segments() {
         let c = canonicalize("/").unwrap();
         assert_eq!(c.segment_count(), 0);
@@ -197,6 +224,10 @@ mod tests {
             ("/api/v1/%zz", PathError::BadEscape),
             ("/api/v1/%4", PathError::BadEscape),
             ("api/v1", PathError::NotAbsolute),
+            ("/..", PathError::DotSegment),
+            ("/x/.", PathError::DotSegment),
+            ("//x", PathError::EmptySegment),
+            ("//", PathError::EmptySegment),
         ];
         for (input, want) in cases {
             assert_eq!(canonicalize(input), Err(want), "{input}");
