@@ -20,7 +20,7 @@ use outseta_gateway::cache::key;
 use outseta_gateway::cache::status::CacheStatus;
 use outseta_gateway::cache::{CacheLayer, ResponseCache};
 use outseta_gateway::error::GatewayError;
-use outseta_gateway::proxy::context::{Deadline, Matched, Plan};
+use outseta_gateway::proxy::context::{Deadline, Matched, Plan, RequestContext};
 use outseta_gateway::proxy::snapshot::Snapshot;
 use outseta_gateway::rules::Credential;
 use outseta_gateway::rules::canon::canonicalize;
@@ -65,25 +65,27 @@ fn request(snap: &Arc<Snapshot>, uid: &str) -> Request<Body> {
     let path = format!("/api/v1/crm/people/{uid}");
     let mut req = Request::new(body::empty());
     *req.uri_mut() = path.parse().unwrap();
-    let ext = req.extensions_mut();
-    ext.insert(snap.clone());
-    ext.insert(Matched {
-        rule: 0,
-        rule_name: "read own person".into(),
-        params: vec![("uid".into(), uid.to_string())],
-        path: canonicalize(&path).unwrap(),
-        query: Query::default(),
+    req.extensions_mut().insert(RequestContext {
+        snapshot: Some(snap.clone()),
+        matched: Some(Matched {
+            rule: 0,
+            rule_name: "read own person".into(),
+            params: vec![("uid".into(), uid.to_string())],
+            path: canonicalize(&path).unwrap(),
+            query: Query::default(),
+        }),
+        plan: Some(Plan {
+            method: Method::GET,
+            path,
+            query: None,
+            credential: Credential::ApiKey,
+            rule_name: "read own person".into(),
+            identity_encoding: true,
+            body_rewritten: false,
+        }),
+        deadline: Some(Deadline((Instant::now() + Duration::from_secs(30)).into())),
+        ..RequestContext::default()
     });
-    ext.insert(Plan {
-        method: Method::GET,
-        path,
-        query: None,
-        credential: Credential::ApiKey,
-        rule_name: "read own person".into(),
-        identity_encoding: true,
-        body_rewritten: false,
-    });
-    ext.insert(Deadline((Instant::now() + Duration::from_secs(30)).into()));
     req
 }
 

@@ -19,7 +19,7 @@ use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
 use crate::cork::Corked;
-use crate::proxy::context::ClientAddr;
+use crate::proxy::context::{ClientAddr, context_mut};
 
 /// Limits applied by the HTTP codecs themselves.
 #[derive(Debug, Clone, Copy)]
@@ -75,7 +75,7 @@ pub async fn serve<S>(
                 let svc = svc.clone();
                 let hyper_svc = hyper::service::service_fn(move |req: Request<Incoming>| {
                     let mut req = req.map(body::boxed);
-                    req.extensions_mut().insert(ClientAddr(peer));
+                    context_mut(&mut req).client = Some(ClientAddr(peer));
                     svc.clone().oneshot(req)
                 });
                 let io = TokioIo::new(Corked::new(stream));

@@ -38,8 +38,8 @@ use super::status::{BypassReason, CacheStatus, StaleReason};
 use super::store::Refused;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
-use crate::proxy::context::{Caller, Deadline, Matched, Plan, Trail};
-use crate::proxy::snapshot::Snapshot;
+use crate::proxy::context::{Deadline, RequestContext, Trail, context};
+
 use crate::telemetry::metrics as m;
 
 #[derive(Debug, Clone)]
@@ -108,11 +108,13 @@ where
         + 'static,
     S::Future: Send + 'static,
 {
-    let ext = req.extensions();
-    let Some(snapshot) = ext.get::<Arc<Snapshot>>().cloned() else {
+    let Some(ext) = context(&req) else {
+        return Err(internal("a request context"));
+    };
+    let Some(snapshot) = ext.snapshot.clone() else {
         return Err(internal("a configuration"));
     };
-    let Some(index) = ext.get::<Matched>().map(|m| m.rule) else {
+    let Some(index) = ext.matched.as_ref().map(|m| m.rule) else {
         return Err(internal("a matched rule"));
     };
     let Some(rule) = snapshot.config.rules.rule(index) else {
@@ -120,11 +122,12 @@ where
     };
     let cfg = &snapshot.config.cache;
     let ttl = rule.cache_ttl(cfg.ttl);
-    let trail = ext.get::<Trail>().cloned();
+    let trail = ext.trail.clone();
 
     if req.method() != Method::GET {
         let targets = if invalidate::is_unsafe(req.method()) {
-            ext.get::<Matched>()
+            ext.matched
+                .as_ref()
                 .map(|m| invalidate::targets(m.path.as_str(), &m.params, rule))
         } else {
             None
@@ -156,10 +159,10 @@ where
 
     // The lookup borrows the plan from the request; a hit returns without owning the key.
     let (key, found) = {
-        let Some(plan) = ext.get::<Plan>() else {
+        let Some(plan) = &ext.plan else {
             return Err(internal("a plan"));
         };
-        let key = key::build(plan, ext.get::<Caller>());
+        let key = key::build(plan, ext.caller.as_ref());
         let found = cache.store.get(&key).await;
         if let Some(e) = &found
             && let Freshness::Fresh { ttl_left } = classify(e, now, windows)
@@ -175,7 +178,7 @@ where
 
     let request_timeout = snapshot.config.server.request_timeout;
     let deadline = ext
-        .get::<Deadline>()
+        .deadline
         .map_or(now + request_timeout, |d| d.0.into_std());
     let ctx = Ctx {
         cache,
@@ -425,9 +428,10 @@ fn spawn_refresh<S>(
     S::Future: Send + 'static,
 {
     let (mut parts, _body) = req.into_parts();
-    parts.extensions.remove::<Trail>();
     let deadline = Instant::now() + ctx.request_timeout;
-    parts.extensions.insert(Deadline(deadline.into()));
+    let rc = parts.extensions.get_or_insert_default::<RequestContext>();
+    rc.trail = None;
+    rc.deadline = Some(Deadline(deadline.into()));
     let req = Request::from_parts(parts, body::empty());
     tokio::spawn(async move {
         let since = ctx.cache.store.seq();

@@ -15,7 +15,7 @@ use super::{CACHE_STATUS, CacheLayer, ResponseCache, has_stale_fallback};
 use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::GatewayError;
-use crate::proxy::context::{Deadline, Matched, Plan};
+use crate::proxy::context::{Deadline, Matched, Plan, RequestContext};
 use crate::proxy::snapshot::Snapshot;
 use crate::rules::Credential;
 use crate::rules::canon::canonicalize;
@@ -45,25 +45,27 @@ fn request(snap: &Arc<Snapshot>, deadline: Duration) -> Request<Body> {
     let path = "/api/v1/x/1";
     let mut req = Request::new(body::empty());
     *req.uri_mut() = path.parse().expect("uri");
-    let ext = req.extensions_mut();
-    ext.insert(snap.clone());
-    ext.insert(Matched {
-        rule: 0,
-        rule_name: "r".into(),
-        params: vec![("id".into(), "1".into())],
-        path: canonicalize(path).expect("path"),
-        query: Query::default(),
+    req.extensions_mut().insert(RequestContext {
+        snapshot: Some(snap.clone()),
+        matched: Some(Matched {
+            rule: 0,
+            rule_name: "r".into(),
+            params: vec![("id".into(), "1".into())],
+            path: canonicalize(path).expect("path"),
+            query: Query::default(),
+        }),
+        plan: Some(Plan {
+            method: Method::GET,
+            path: path.into(),
+            query: None,
+            credential: Credential::ApiKey,
+            rule_name: "r".into(),
+            identity_encoding: true,
+            body_rewritten: false,
+        }),
+        deadline: Some(Deadline((Instant::now() + deadline).into())),
+        ..RequestContext::default()
     });
-    ext.insert(Plan {
-        method: Method::GET,
-        path: path.into(),
-        query: None,
-        credential: Credential::ApiKey,
-        rule_name: "r".into(),
-        identity_encoding: true,
-        body_rewritten: false,
-    });
-    ext.insert(Deadline((Instant::now() + deadline).into()));
     req
 }
 

@@ -6,8 +6,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::Extensions;
-
 use crate::proxy::context::{Caller, ClientAddr};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -27,12 +25,6 @@ impl UserKey {
             (None, Some(a)) => Self::Ip(a.0.ip()),
             (None, None) => Self::Unknown,
         }
-    }
-
-    /// From the request extensions written by the server (`ClientAddr`) and `authn`
-    /// (`Caller`).
-    pub fn from_extensions(ext: &Extensions) -> Self {
-        Self::of(ext.get::<Caller>(), ext.get::<ClientAddr>())
     }
 
     pub fn is_authenticated(&self) -> bool {

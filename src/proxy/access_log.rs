@@ -17,7 +17,7 @@ use http::{Method, Request, Response};
 use metrics::Gauge;
 use tower::{Layer, Service};
 
-use super::context::{Decision, RequestId, Trail};
+use super::context::{Decision, Trail, context, context_mut};
 use super::finish::{Finish, Finishing};
 use crate::body::Body;
 use crate::error::ErrorCode;
@@ -68,14 +68,13 @@ where
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let start = Instant::now();
         let trail = Trail::default();
-        req.extensions_mut().insert(trail.clone());
+        context_mut(&mut req).trail = Some(trail.clone());
         // The line's request fields are copied only when the line will be written.
         let line = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| Line {
             method: req.method().clone(),
             path: req.uri().path().to_string(),
-            request_id: req
-                .extensions()
-                .get::<RequestId>()
+            request_id: context(&req)
+                .and_then(|c| c.request_id.as_ref())
                 .map(|r| r.as_str().to_string())
                 .unwrap_or_default(),
         });

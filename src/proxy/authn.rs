@@ -17,8 +17,7 @@ use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, header};
 use tower::{Layer, Service};
 
-use super::context::{Caller, Matched, trail};
-use super::snapshot::Snapshot;
+use super::context::{Caller, context, context_mut, trail};
 use crate::auth::verify::Verifier;
 use crate::auth::{AuthError, Principal, bearer};
 use crate::body::Body;
@@ -75,8 +74,9 @@ where
         let verifier = self.verifier.clone();
         Box::pin(async move {
             let (mode, credential) = {
-                let snapshot = req.extensions().get::<Arc<Snapshot>>();
-                let matched = req.extensions().get::<Matched>();
+                let ctx = context(&req);
+                let snapshot = ctx.and_then(|c| c.snapshot.as_ref());
+                let matched = ctx.and_then(|c| c.matched.as_ref());
                 match (snapshot, matched) {
                     (Some(s), Some(mt)) => match s.config.rules.rule(mt.rule) {
                         Some(r) => (r.auth, r.credential),
@@ -96,7 +96,7 @@ where
             if let Some(sub) = &caller.principal.sub {
                 trail(&req, |t| t.sub = Some(sub.clone()));
             }
-            req.extensions_mut().insert(caller);
+            context_mut(&mut req).caller = Some(caller);
             inner.call(req).await
         })
     }

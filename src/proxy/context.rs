@@ -1,11 +1,14 @@
-//! Request-scoped values that layers hand to the layers below them through request
-//! extensions. Each is inserted by exactly one layer (named on the type) and only read below it.
+//! Request-scoped values that layers hand to the layers below them, all in one request
+//! extension, [`RequestContext`]: one allocation per request and one lookup per layer, where
+//! one extension per value cost a boxed insert each and regrew the extension map three times
+//! (≈ 3k instructions per request, a tenth of a cache hit's own work). Each field is set by
+//! exactly one layer (named on the field) and only read below it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use crate::auth::Principal;
 use crate::rules::Credential;
@@ -13,7 +16,45 @@ use crate::rules::canon::CanonPath;
 use crate::rules::query::Query;
 use crate::rules::template::Params;
 
-/// `x-request-id`, kept from the client or generated. Inserted by `request_id`.
+use super::snapshot::Snapshot;
+
+/// What the layers above a request have established about it. Fields are `None` until their
+/// layer has run (and in embedded or test use that skips a layer).
+#[derive(Debug, Clone, Default)]
+pub struct RequestContext {
+    /// The peer. Set by the server's accept loop; `snapshot` replaces it with the client a
+    /// trusted proxy names.
+    pub client: Option<ClientAddr>,
+    /// Set by `request_id`.
+    pub request_id: Option<RequestId>,
+    /// The configuration the request is judged by. Set by `snapshot`.
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// Set by `access_log`.
+    pub trail: Option<Trail>,
+    /// Set by `rescue`.
+    pub response_headers: Option<ResponseHeaders>,
+    /// Set by `route`.
+    pub matched: Option<Matched>,
+    /// Set by `timeout`.
+    pub deadline: Option<Deadline>,
+    /// Set by `authn`.
+    pub caller: Option<Caller>,
+    /// Set by `policy`; taken by the forwarder.
+    pub plan: Option<Plan>,
+}
+
+/// The request's context, if a layer has set any of it.
+pub fn context<B>(req: &Request<B>) -> Option<&RequestContext> {
+    req.extensions().get::<RequestContext>()
+}
+
+/// The request's context, created empty on first use.
+pub fn context_mut<B>(req: &mut Request<B>) -> &mut RequestContext {
+    req.extensions_mut()
+        .get_or_insert_default::<RequestContext>()
+}
+
+/// `x-request-id`, kept from the client or generated.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub HeaderValue);
 
@@ -23,17 +64,17 @@ impl RequestId {
     }
 }
 
-/// The peer address. Inserted by the server's accept loop.
+/// The peer address.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
 
-/// When the request's overall deadline (`server.request_timeout`) passes. Inserted by
-/// `timeout`; read by the forwarder so that queueing for the budget never outlives it.
+/// When the request's overall deadline (`server.request_timeout`) passes. Read by the
+/// forwarder so that queueing for the budget never outlives it.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(pub tokio::time::Instant);
 
 /// Headers that layers below the rescue boundary want on the final response, whether it is
-/// a success or an error (e.g. `RateLimit`). Inserted by `rescue`, which applies them.
+/// a success or an error (e.g. `RateLimit`). `rescue` applies them.
 ///
 /// A short list, not a `HeaderMap`: a request records two or three fields, and a map would
 /// hash and allocate its tables on every request for that.
@@ -138,7 +179,7 @@ mod response_headers_tests {
     }
 }
 
-/// The matched rule. Inserted by `route`.
+/// The matched rule.
 #[derive(Debug, Clone)]
 pub struct Matched {
     pub rule: usize,
@@ -148,7 +189,7 @@ pub struct Matched {
     pub query: Query,
 }
 
-/// The verified caller. Inserted by `authn`.
+/// The verified caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub principal: Arc<Principal>,
@@ -156,7 +197,7 @@ pub struct Caller {
     pub bearer: Option<HeaderValue>,
 }
 
-/// What goes upstream. Inserted by `policy`; read by the cache and the forwarder.
+/// What goes upstream. Read by the cache and the forwarder.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub method: Method,
@@ -214,7 +255,7 @@ pub struct TrailData {
     pub upstream_latency: Option<Duration>,
 }
 
-/// A shared handle on the request's [`TrailData`]. Inserted by `access_log`.
+/// A shared handle on the request's [`TrailData`].
 #[derive(Debug, Clone, Default)]
 pub struct Trail(Arc<Mutex<TrailData>>);
 
@@ -235,7 +276,7 @@ impl Trail {
 
 /// Records into the request's trail, if it has one.
 pub fn trail<B>(req: &http::Request<B>, f: impl FnOnce(&mut TrailData)) {
-    if let Some(t) = req.extensions().get::<Trail>() {
+    if let Some(t) = context(req).and_then(|c| c.trail.as_ref()) {
         t.update(f);
     }
 }

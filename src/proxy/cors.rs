@@ -13,7 +13,6 @@
 //! - `*` is never used; no credentials mode (bearer tokens need no cookies).
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::{self, Either, Ready};
@@ -21,9 +20,8 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tower::{Layer, Service};
 
-use super::context::{Decision, RequestId, trail};
+use super::context::{Decision, context, trail};
 use super::finish::{Finish, Finishing};
-use super::snapshot::Snapshot;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 
@@ -47,8 +45,8 @@ pub struct Cors<S> {
 }
 
 fn request_id(req: &Request<Body>) -> String {
-    req.extensions()
-        .get::<RequestId>()
+    context(req)
+        .and_then(|c| c.request_id.as_ref())
         .map(|r| r.as_str().to_string())
         .unwrap_or_default()
 }
@@ -70,13 +68,15 @@ where
         let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
             return Either::Left(Finishing::plain(self.inner.call(req)));
         };
-        let allowed = req.extensions().get::<Arc<Snapshot>>().and_then(|s| {
-            let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
-            s.cors
-                .origins
-                .contains(&o)
-                .then(|| (s.cors.allow_headers.clone(), s.cors.max_age.clone()))
-        });
+        let allowed = context(&req)
+            .and_then(|c| c.snapshot.as_ref())
+            .and_then(|s| {
+                let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
+                s.cors
+                    .origins
+                    .contains(&o)
+                    .then(|| (s.cors.allow_headers.clone(), s.cors.max_age.clone()))
+            });
         let Some((allow_headers, max_age)) = allowed else {
             let rid = request_id(&req);
             return Either::Right(future::ok(

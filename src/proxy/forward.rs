@@ -31,7 +31,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use tower::Service;
 
-use super::context::{Caller, Deadline, Plan, Trail};
+use super::context::{Caller, Plan, Trail, context_mut};
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
 use crate::budget::{self, Budget};
@@ -156,17 +156,16 @@ impl Service<Request<Body>> for Forward {
         Box::pin(async move {
             let mut req = req;
             // The forwarder is terminal: it takes the plan rather than copying it.
-            let plan = req.extensions_mut().remove::<Plan>();
-            let ext = req.extensions();
-            let (Some(snapshot), Some(plan)) = (ext.get::<Arc<Snapshot>>().cloned(), plan) else {
+            let ext = context_mut(&mut req);
+            let (Some(snapshot), Some(plan)) = (ext.snapshot.clone(), ext.plan.take()) else {
                 return Err(GatewayError::Internal(
                     "forward reached without a plan".into(),
                 ));
             };
-            let caller = ext.get::<Caller>().cloned();
-            let trail = ext.get::<Trail>().cloned();
-            let user = UserKey::from_extensions(ext);
-            let deadline = ext.get::<Deadline>().map_or_else(
+            let caller = ext.caller.clone();
+            let trail = ext.trail.clone();
+            let user = UserKey::of(caller.as_ref(), ext.client.as_ref());
+            let deadline = ext.deadline.map_or_else(
                 || {
                     budget::later(
                         tokio::time::Instant::now(),

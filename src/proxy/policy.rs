@@ -14,15 +14,13 @@
 //!   answers 403 without any of the upstream body when it does not hold. Non-2xx responses
 //!   are Outseta's own errors and pass through unchanged.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use http::{Request, Response, header};
 use tower::{Layer, Service};
 
-use super::context::{Caller, Matched, Plan};
-use super::snapshot::Snapshot;
+use super::context::{Plan, RequestContext, context_mut};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::rules::expr::Input;
@@ -75,13 +73,10 @@ where
     S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
 {
     // Taken out and put back before the request moves on (the cache reads it), not copied.
-    let matched = req.extensions_mut().remove::<Matched>();
-    let ext = req.extensions();
-    let (Some(snapshot), Some(matched), Some(caller)) = (
-        ext.get::<Arc<Snapshot>>().cloned(),
-        matched,
-        ext.get::<Caller>().cloned(),
-    ) else {
+    let ctx = context_mut(&mut req);
+    let (Some(snapshot), Some(matched), Some(caller)) =
+        (ctx.snapshot.clone(), ctx.matched.take(), ctx.caller.clone())
+    else {
         return Err(GatewayError::Internal(
             "policy reached without route or caller".into(),
         ));
@@ -126,7 +121,8 @@ where
         body
     };
     let cache_on = rule.cache_ttl(snapshot.config.cache.ttl).is_some();
-    parts.extensions.insert(Plan {
+    let ctx = parts.extensions.get_or_insert_default::<RequestContext>();
+    ctx.plan = Some(Plan {
         method: method.clone(),
         path: matched.path.as_str().to_string(),
         query: query.serialize(),
@@ -140,7 +136,7 @@ where
         .response_when
         .is_some()
         .then(|| (matched.params.clone(), matched.query.clone()));
-    parts.extensions.insert(matched);
+    ctx.matched = Some(matched);
     let rsp = inner.call(Request::from_parts(parts, body)).await?;
 
     let Some((params, query)) = for_response else {

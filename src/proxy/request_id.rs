@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 use http::{HeaderName, HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
-use super::context::RequestId;
+use super::context::{RequestId, context_mut};
 use super::finish::{Finish, Finishing};
 use crate::body::Body;
 
@@ -64,7 +64,7 @@ where
             _ => generate(),
         };
         req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
-        req.extensions_mut().insert(RequestId(id.clone()));
+        context_mut(&mut req).request_id = Some(RequestId(id.clone()));
         Finishing::new(self.inner.call(req), EchoId(id))
     }
 }

@@ -14,7 +14,7 @@ use std::pin::Pin;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::context::{RequestId, ResponseHeaders};
+use super::context::{RequestId, ResponseHeaders, context_mut};
 use crate::body::Body;
 use crate::error::GatewayError;
 
@@ -49,9 +49,10 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let rid = req.extensions().get::<RequestId>().cloned();
+        let ctx = context_mut(&mut req);
+        let rid = ctx.request_id.clone();
         let extra = ResponseHeaders::default();
-        req.extensions_mut().insert(extra.clone());
+        ctx.response_headers = Some(extra.clone());
         Rescued {
             inner: self.inner.call(req),
             rid,

@@ -13,15 +13,13 @@
 //!   it on what it answers; here `outseta-gateway; fwd=bypass` is registered as the default
 //!   for the rest (denials, limits and errors made before or below the cache).
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::{self, Either, Ready};
 use http::{Request, Response, header};
 use tower::{Layer, Service};
 
-use super::context::{Matched, ResponseHeaders, trail};
-use super::snapshot::Snapshot;
+use super::context::{Matched, context, context_mut, trail};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::rules::Denial;
@@ -57,7 +55,7 @@ fn header_bytes(req: &Request<Body>) -> usize {
 
 /// Matches the request; on success returns it with [`Matched`] inserted and the body limited.
 pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
-    let Some(snapshot) = req.extensions().get::<Arc<Snapshot>>().cloned() else {
+    let Some(snapshot) = context(&req).and_then(|c| c.snapshot.clone()) else {
         return Err(GatewayError::Internal("no configuration snapshot".into()));
     };
     let server = &snapshot.config.server;
@@ -90,7 +88,7 @@ pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
     };
     trail(&req, |t| t.rule = Some(rule.name.clone()));
     if rule.cache_ttl(snapshot.config.cache.ttl).is_some()
-        && let Some(extra) = req.extensions().get::<ResponseHeaders>()
+        && let Some(extra) = context(&req).and_then(|c| c.response_headers.as_ref())
     {
         extra.insert_default(
             crate::cache::CACHE_STATUS,
@@ -99,7 +97,7 @@ pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     req = req.map(|b| body::boxed(http_body_util::Limited::new(b, limit)));
-    req.extensions_mut().insert(Matched {
+    context_mut(&mut req).matched = Some(Matched {
         rule: index,
         rule_name: rule.name.clone(),
         params,

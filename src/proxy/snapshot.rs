@@ -69,6 +69,7 @@ use std::task::{Context, Poll};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
+use super::context::{RequestContext, context_mut};
 use crate::body::Body;
 
 /// Loads the live snapshot once and puts the `Arc<Snapshot>` in the request's extensions;
@@ -121,10 +122,11 @@ where
         let trusted = &snapshot.config.server.trusted_proxies;
         if !trusted.is_empty() {
             let (mut parts, body) = req.into_parts();
-            super::client_ip::resolve(&mut parts.extensions, &parts.headers, trusted);
+            let ctx = parts.extensions.get_or_insert_default::<RequestContext>();
+            super::client_ip::resolve(&mut ctx.client, &parts.headers, trusted);
             req = Request::from_parts(parts, body);
         }
-        req.extensions_mut().insert(snapshot);
+        context_mut(&mut req).snapshot = Some(snapshot);
         self.inner.call(req)
     }
 }

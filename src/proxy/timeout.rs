@@ -9,7 +9,6 @@
 //! The deadline is also put in the request's extensions ([`Deadline`]) for layers that wait
 //! on other requests' work (the cache's coalesced followers).
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,8 +17,7 @@ use futures_util::future::Map;
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::context::Deadline;
-use super::snapshot::Snapshot;
+use super::context::{Deadline, context, context_mut};
 use crate::body::Body;
 use crate::error::GatewayError;
 
@@ -51,13 +49,12 @@ where
     }
 
     fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let limit = req
-            .extensions()
-            .get::<Arc<Snapshot>>()
+        let limit = context(&req)
+            .and_then(|c| c.snapshot.as_ref())
             .map(|s| s.config.server.request_timeout)
             .unwrap_or(Duration::from_secs(30));
         let deadline = crate::budget::later(tokio::time::Instant::now(), limit);
-        req.extensions_mut().insert(Deadline(deadline));
+        context_mut(&mut req).deadline = Some(Deadline(deadline));
         tokio::time::timeout_at(deadline, self.inner.call(req)).map(flatten)
     }
 }

@@ -20,7 +20,7 @@ use futures_util::future::{self, Either, Ready};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::context::ResponseHeaders;
+use super::context::context;
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::limits::headers::{RATELIMIT, RATELIMIT_POLICY};
@@ -67,10 +67,14 @@ where
     }
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let key = UserKey::from_extensions(req.extensions());
+        let ctx = context(&req);
+        let key = UserKey::of(
+            ctx.and_then(|c| c.caller.as_ref()),
+            ctx.and_then(|c| c.client.as_ref()),
+        );
         let outcome = self.limiter.check(&key);
         if key.is_authenticated()
-            && let Some(extra) = req.extensions().get::<ResponseHeaders>()
+            && let Some(extra) = ctx.and_then(|c| c.response_headers.as_ref())
         {
             extra.insert(RATELIMIT_POLICY.clone(), self.limiter.policy_header());
             extra.insert(RATELIMIT.clone(), self.limiter.state_header(&outcome));
