@@ -153,4 +153,20 @@ mod tests {
         two.append(AUTHORIZATION, HeaderValue::from_static("Bearer b"));
         assert_eq!(bearer(&two), Err(AuthError::Malformed));
     }
+
+    #[test]
+    fn a_value_with_bytes_beyond_ascii_is_malformed() {
+        for raw in [
+            &b"Bearer abc\xe9"[..],
+            b"Bearer \xc3\xa9",
+            b"\xffBearer abc",
+        ] {
+            let mut m = HeaderMap::new();
+            m.insert(AUTHORIZATION, HeaderValue::from_bytes(raw).unwrap());
+            assert_eq!(bearer(&m), Err(AuthError::Malformed), "{raw:?}");
+        }
+        // horizontal tab is a valid header byte and whitespace here
+        assert_eq!(bearer(&h("Bearer\tabc")), Ok(None));
+        assert_eq!(bearer(&h("Bearer abc\t")), Ok(Some("abc")));
+    }
 }
