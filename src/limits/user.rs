@@ -40,7 +40,12 @@ pub struct Limited {
     pub retry_after: Duration,
 }
 
-type Keyed<C> = RateLimiter<UserKey, DashMapStateStore<UserKey>, C, StateInformationMiddleware>;
+/// foldhash, not SipHash, for the per-user states (hashed twice on every request): a key is a
+/// verified token's `sub` or a peer address, and the seed is random per process.
+type Hasher = foldhash::fast::RandomState;
+
+type Keyed<C> =
+    RateLimiter<UserKey, DashMapStateStore<UserKey, Hasher>, C, StateInformationMiddleware>;
 
 pub struct UserLimiter<C: Clock = TokioClock> {
     limiter: Keyed<C>,
@@ -73,8 +78,12 @@ impl<C: Clock + Clone> UserLimiter<C> {
             .unwrap_or_else(|| Quota::per_second(cfg.burst))
             .allow_burst(cfg.burst);
         Self {
-            limiter: RateLimiter::dashmap_with_clock(quota, clock.clone())
-                .with_middleware::<StateInformationMiddleware>(),
+            limiter: RateLimiter::dashmap_with_clock_and_hasher(
+                quota,
+                clock.clone(),
+                Hasher::default(),
+            )
+            .with_middleware::<StateInformationMiddleware>(),
             clock,
             interval,
             burst: cfg.burst.get(),

@@ -232,8 +232,12 @@ impl std::fmt::Debug for Root {
 
 /// A token's claims as a CEL value, converted once per verified token and then only borrowed
 /// by evaluations (converting a map per request would cost more than the evaluation), plus
-/// the top-level string claims for [`Expr::eval_fast`].
-pub struct Claims(Box<dyn Val>, HashMap<String, String>);
+/// the top-level string claims for [`Expr::eval_fast`] (foldhash, not SipHash: the names come
+/// from a verified token, and one is looked up on every request a rule compares a claim).
+pub struct Claims(
+    Box<dyn Val>,
+    HashMap<String, String, foldhash::fast::RandomState>,
+);
 
 impl Claims {
     pub fn from_json(claims: &serde_json::Value) -> Self {
