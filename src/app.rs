@@ -214,7 +214,18 @@ impl Bound {
             user_limit: self.user_limit,
             forward: self.forward,
         });
-        tracing::info!(listen = %self.addr, admin = %self.admin_addr, "outseta-gateway serving");
+        let runtime = tokio::runtime::Handle::current();
+        let flavor = match runtime.runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::CurrentThread => "current_thread",
+            _ => "multi_thread",
+        };
+        tracing::info!(
+            listen = %self.addr,
+            admin = %self.admin_addr,
+            runtime = flavor,
+            workers = runtime.metrics().num_workers(),
+            "outseta-gateway serving"
+        );
         let health = self.health.clone();
         let shutdown = async move {
             shutdown.await;

@@ -17,15 +17,21 @@ use outseta_gateway::{Options, app, demo, shutdown};
 #[global_allocator]
 static GLOBAL: outseta_gateway::alloc::Mimalloc = outseta_gateway::alloc::Mimalloc;
 
-/// The multi-threaded tokio runtime every long-running command uses.
+/// The tokio runtime every long-running command uses: multi-threaded, one worker per CPU the
+/// process may run on; with a single CPU (a pinned sidecar, `taskset`, a one-CPU container
+/// quota does not count) the current-thread scheduler, which does the same work without the
+/// cross-thread hand-offs (the accept loop runs on the worker itself, no work-stealing checks).
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| {
-            eprintln!("error: cannot start the runtime: {e}");
-            ExitCode::FAILURE
-        })
+    let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
+    let mut builder = if one_cpu {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the runtime: {e}");
+        ExitCode::FAILURE
+    })
 }
 
 fn main() -> ExitCode {

@@ -10,6 +10,7 @@ use support::gateway::{API_KEY, API_SECRET, AUDIENCE, ISSUER, RULES, config_text
 use support::keys::{self, SigningKey};
 use support::mock::MockOutseta;
 use support::process::{Proc, run, temp_file};
+use support::tools;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -326,4 +327,79 @@ async fn in_flight_gauge_returns_to_zero_when_clients_go_away() {
     assert_eq!(last.as_deref(), Some("0"), "{}", p.output());
     p.signal("TERM");
     assert_eq!(p.wait_exit(Duration::from_secs(10)).await, 0);
+}
+
+#[tokio::test]
+async fn on_one_cpu_it_runs_one_scheduler_thread_and_still_coalesces() {
+    let missing: Vec<String> = tools::need("taskset", "apt-get install -y util-linux")
+        .into_iter()
+        .collect();
+    if !tools::available("gateway pinned to one CPU", &missing) {
+        return;
+    }
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    mock.set_delay(Duration::from_millis(300));
+    let cfg = temp_file(
+        &format!("gw-one-cpu-{}.toml", mock.addr.port()),
+        &config_text(
+            &mock,
+            r#"
+[user_limit]
+rate = "1000/s"
+burst = 1000
+
+[[rule]]
+name = "read own person"
+methods = ["GET"]
+path = "/api/v1/crm/people/{uid}"
+when = "path.uid == claims.sub"
+cache = "60s"
+"#,
+        ),
+    );
+    let mut p = Proc::spawn_on_one_cpu(
+        &["serve", "-c", cfg.to_str().unwrap(), "--log-format", "json"],
+        &[
+            ("OUTSETA_API_KEY", API_KEY),
+            ("OUTSETA_API_SECRET", API_SECRET),
+        ],
+    );
+    let (listen, _admin) = p.wait_serving().await;
+    let serving: serde_json::Value = p
+        .output()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "outseta-gateway serving")
+        .expect("serving line");
+    assert_eq!(serving["runtime"], "current_thread", "{serving}");
+    assert_eq!(serving["workers"], 1, "{serving}");
+
+    // 64 concurrent first reads of one key: one upstream call, every caller answered.
+    let auth = bearer(&key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
+    let url = format!("http://{listen}/api/v1/crm/people/u1");
+    let calls: Vec<_> = (0..64)
+        .map(|_| {
+            let (url, auth) = (url.clone(), auth.clone());
+            tokio::spawn(async move { get(&url, &[("authorization", &auth)]).await.status })
+        })
+        .collect();
+    for c in calls {
+        assert_eq!(c.await.unwrap(), 200, "{}", p.output());
+    }
+    assert_eq!(mock.hits("/api/v1/crm/people/u1"), 1);
+    assert_eq!(get(&url, &[("authorization", &auth)]).await.status, 200);
+    assert_eq!(
+        mock.hits("/api/v1/crm/people/u1"),
+        1,
+        "the second read is a hit"
+    );
+
+    p.signal("TERM");
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(10)).await,
+        0,
+        "{}",
+        p.output()
+    );
 }

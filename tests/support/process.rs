@@ -17,7 +17,17 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(BIN);
+        Self::spawn_command(Command::new(BIN), args, env)
+    }
+
+    /// The binary pinned to CPU 0 with `taskset` (check it is present first).
+    pub fn spawn_on_one_cpu(args: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut cmd = Command::new("taskset");
+        cmd.args(["-c", "0", BIN]);
+        Self::spawn_command(cmd, args, env)
+    }
+
+    fn spawn_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Self {
         cmd.args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
