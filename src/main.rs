@@ -18,9 +18,11 @@ use outseta_gateway::{Options, app, demo, shutdown};
 static GLOBAL: outseta_gateway::alloc::Mimalloc = outseta_gateway::alloc::Mimalloc;
 
 /// The tokio runtime every long-running command uses: multi-threaded, one worker per CPU the
-/// process may run on; with a single CPU (a pinned sidecar, `taskset`, a one-CPU container
-/// quota does not count) the current-thread scheduler, which does the same work without the
-/// cross-thread hand-offs (the accept loop runs on the worker itself, no work-stealing checks).
+/// process may use (std reads the affinity mask and a cgroup CPU quota); with a single CPU
+/// (`taskset`, a sidecar limited to one CPU) the current-thread scheduler, which does the same
+/// work without the cross-thread hand-offs (the accept loop shares the one thread, no
+/// work-stealing or idle-worker bookkeeping): −1 to −8% CPU per cached answer, interleaved A/B
+/// (`bench/RESULTS.md`).
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let mut builder = if one_cpu {
