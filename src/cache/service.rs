@@ -39,7 +39,6 @@ use super::store::Refused;
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::proxy::context::{Deadline, RequestContext, Trail, context};
-
 use crate::telemetry::metrics as m;
 
 #[derive(Debug, Clone)]

@@ -176,7 +176,7 @@ mod tests {
     }
 
     #[test]
-    fn resolve_rewrites_the_extension_only_when_trusted() {
+    fn resolve_rewrites_the_address_only_when_trusted() {
         let t = nets(&["127.0.0.1"]);
         let h = xff(&["203.0.113.9"]);
         let mut addr = Some(ClientAddr(SocketAddr::from(([127, 0, 0, 1], 4000))));

@@ -17,7 +17,7 @@
 //! | `cache` | after policy (the key is the judged upstream request; hits are judged too); coalesces misses, serves stale, invalidates after writes |
 //! | `forward` | terminal: budget permit (API key only), credential swap, the upstream call |
 //!
-//! Layers talk only through the request-extension types of [`context`].
+//! Layers talk only through the request's [`context::RequestContext`].
 
 pub mod access_log;
 pub mod authn;

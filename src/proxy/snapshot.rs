@@ -1,5 +1,5 @@
 //! The configuration a request sees: one `Arc<Snapshot>`, loaded once per request from
-//! [`Live`] and kept in the request's extensions, so a request never mixes two configs.
+//! [`Live`] and kept in the request's context, so a request never mixes two configs.
 //!
 //! Stateful components (token caches, JWKS, the response cache, the budget, the connection
 //! pool) live outside the snapshot, so swapping it (reload) keeps them.
@@ -72,7 +72,7 @@ use tower::{Layer, Service};
 use super::context::{RequestContext, context_mut};
 use crate::body::Body;
 
-/// Loads the live snapshot once and puts the `Arc<Snapshot>` in the request's extensions;
+/// Loads the live snapshot once and puts the `Arc<Snapshot>` in the request's context;
 /// with `[server].trusted_proxies` set, it then attributes the request to the client a trusted
 /// proxy names ([`super::client_ip`]), the first thing that needs the configuration.
 ///

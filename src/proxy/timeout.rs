@@ -6,7 +6,7 @@
 //! # Position in the stack
 //! Right below routing (which loads the limits), above auth, policy and forwarding.
 //!
-//! The deadline is also put in the request's extensions ([`Deadline`]) for layers that wait
+//! The deadline is also put in the request's context ([`Deadline`]) for layers that wait
 //! on other requests' work (the cache's coalesced followers).
 
 use std::task::{Context, Poll};
