@@ -114,7 +114,6 @@ pub fn canonicalize(raw: &str) -> Result<CanonPath, PathError> {
         let start = path.len();
         let sb = seg.as_bytes();
         // Most segments are plain ASCII with nothing to decode or escape: copied at once.
-        let plain = |b: &u8| b.is_ascii_graphic() && *b != b'%' && *b != b'\\';
         let mut i = if sb.iter().all(plain) {
             path.push_str(seg);
             sb.len()
