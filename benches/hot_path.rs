@@ -155,6 +155,7 @@ fn bench_build(c: &mut Criterion) {
                 &plan,
                 &headers,
                 caller,
+                headers.get("x-request-id"),
                 outseta_gateway::body::empty(),
             )
             .unwrap()

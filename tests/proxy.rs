@@ -100,7 +100,13 @@ async fn request_id_is_generated_when_absent() {
         ],
     )
     .await;
-    assert_eq!(r.header("x-request-id").unwrap().len(), 36);
+    let id = r.header("x-request-id").unwrap();
+    assert_eq!(id.len(), 36);
+    assert_eq!(
+        env.mock.seen()[1].headers.get("x-request-id").unwrap(),
+        id.as_str(),
+        "the upstream gets the replacement, not the client's value"
+    );
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ use http_body::Body as _;
 use tower::Service;
 
 use super::context::{Caller, Plan, Trail, context_mut};
+use super::request_id::X_REQUEST_ID;
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
 use crate::budget::{self, Budget};
@@ -111,12 +112,17 @@ impl Forward {
         plan: &Plan,
         client_headers: &http::HeaderMap,
         caller: Option<&Caller>,
+        request_id: Option<&HeaderValue>,
         body: Body,
     ) -> Result<Request<Body>, GatewayError> {
         let mut out = Request::new(body);
         *out.method_mut() = plan.method.clone();
         *out.uri_mut() = upstream_uri(base, plan)?;
         let mut h = headers::upstream_request(client_headers, !plan.body_rewritten);
+        if let Some(id) = request_id {
+            // replaces the client's, which `request_id` may have refused
+            h.insert(X_REQUEST_ID.clone(), id.clone());
+        }
         if plan.identity_encoding {
             h.insert(
                 header::ACCEPT_ENCODING,
@@ -163,6 +169,7 @@ impl Service<Request<Body>> for Forward {
                 ));
             };
             let caller = ext.caller.clone();
+            let request_id = ext.request_id.clone();
             let trail = ext.trail.clone();
             let user = UserKey::of(caller.as_ref(), ext.client.as_ref());
             let deadline = ext.deadline.map_or_else(
@@ -207,6 +214,7 @@ impl Service<Request<Body>> for Forward {
                     &plan,
                     &parts.headers,
                     caller.as_ref(),
+                    request_id.as_ref().map(|id| &id.0),
                     body.take().unwrap_or_else(body::empty),
                 )?;
                 let rsp = this

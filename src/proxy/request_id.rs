@@ -1,5 +1,7 @@
-//! `x-request-id`: kept when the client sent a sane one, generated (UUID v4) otherwise; set on
-//! the upstream request and echoed on every response.
+//! `x-request-id`: kept when the client sent a sane one, generated (UUID v4) otherwise; echoed
+//! on every response. The id is kept in the request's context; the forwarder puts it on the
+//! upstream request (replacing whatever the client sent), so a cache hit never touches the
+//! request's headers.
 //!
 //! # Position in the stack
 //! Outermost, so every response — preflights and errors included — carries the id.
@@ -63,7 +65,7 @@ where
             Some(v) if acceptable(v) => v.clone(),
             _ => generate(),
         };
-        req.headers_mut().insert(X_REQUEST_ID.clone(), id.clone());
+        // The forwarder sets it on the upstream request (a cache hit never builds one).
         context_mut(&mut req).request_id = Some(RequestId(id.clone()));
         Finishing::new(self.inner.call(req), EchoId(id))
     }
