@@ -35,6 +35,10 @@ pub fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
     b.http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // One buffer, one `write`: the head and a small body (a cached answer) are copied
+        // together, cheaper than queueing them for `writev` (callgrind, S1: −0.7k
+        // instructions per hit). TLS connections flatten anyway.
+        .writev(false)
         .max_buf_size((limits.max_header_bytes + 4096).max(8192));
     b.http2()
         .timer(TokioTimer::new())
