@@ -35,7 +35,8 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 /// Copies the client's headers that may go upstream.
 pub fn upstream_request(client: &HeaderMap, keep_content_length: bool) -> HeaderMap {
     let listed = connection_listed(client);
-    let mut out = HeaderMap::with_capacity(client.len());
+    // room for what the forwarder adds: the request id, the credential, `Accept-Encoding`
+    let mut out = HeaderMap::with_capacity(client.len() + 3);
     for (name, value) in client {
         if is_hop_by_hop(name)
             || listed.contains(name)
