@@ -119,9 +119,15 @@ impl Forward {
         *out.method_mut() = plan.method.clone();
         *out.uri_mut() = upstream_uri(base, plan)?;
         let mut h = headers::upstream_request(client_headers, !plan.body_rewritten);
-        if let Some(id) = request_id {
-            // replaces the client's, which `request_id` may have refused
-            h.insert(X_REQUEST_ID.clone(), id.clone());
+        // The vetted id replaces the client's, which `request_id` may have refused; without
+        // one (never in the stack), the client's value is not passed on unchecked.
+        match request_id {
+            Some(id) => {
+                h.insert(X_REQUEST_ID.clone(), id.clone());
+            }
+            None => {
+                h.remove(&X_REQUEST_ID);
+            }
         }
         if plan.identity_encoding {
             h.insert(
@@ -299,5 +305,27 @@ mod tests {
         assert_eq!(uri, "http://127.0.0.1:9000/prefix/api/v1/x?a=b&c=%20");
         assert_eq!(uri.query(), Some("a=b&c=%20"));
         assert!(upstream_uri(&base, &plan("/a b", None)).is_err());
+    }
+
+    #[test]
+    fn the_vetted_request_id_replaces_the_clients_and_without_one_none_goes_upstream() {
+        let client = upstream::client(&[], Duration::from_secs(1)).unwrap();
+        let fwd = Forward::new(client, Some(ApiCredential::new("key", "secret").unwrap()));
+        let base: Uri = "https://demo.outseta.com".parse().unwrap();
+        let mut sent = http::HeaderMap::new();
+        sent.insert(&X_REQUEST_ID, HeaderValue::from_static("a b<script>"));
+        let vetted = HeaderValue::from_static("0b0c6a9e-5a49-4a0d-9d3b-6a4f3e0e8c11");
+        let ids = |id: Option<&HeaderValue>| {
+            let req = fwd
+                .build(&base, &plan("/a", None), &sent, None, id, body::empty())
+                .unwrap();
+            req.headers()
+                .get_all(&X_REQUEST_ID)
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(Some(&vetted)), [vetted]);
+        assert!(ids(None).is_empty());
     }
 }
