@@ -108,10 +108,7 @@ async fn wait_for(proc: &Proc, marker: &str, limit: Duration) -> String {
 
 #[tokio::test]
 async fn demo_prints_curl_commands_that_answer_as_printed_then_stops_on_ctrl_c() {
-    let missing: Vec<String> = tools::need("curl", "apt-get install -y curl")
-        .into_iter()
-        .collect();
-    if !tools::available("demo curl commands", &missing) {
+    if !tools::has("demo curl commands", "curl", "apt-get install -y curl") {
         return;
     }
     let started = Instant::now();

@@ -331,10 +331,11 @@ async fn in_flight_gauge_returns_to_zero_when_clients_go_away() {
 
 #[tokio::test]
 async fn on_one_cpu_it_runs_one_scheduler_thread_and_still_coalesces() {
-    let missing: Vec<String> = tools::need("taskset", "apt-get install -y util-linux")
-        .into_iter()
-        .collect();
-    if !tools::available("gateway pinned to one CPU", &missing) {
+    if !tools::has(
+        "gateway pinned to one CPU",
+        "taskset",
+        "apt-get install -y util-linux",
+    ) {
         return;
     }
     let key = SigningKey::generate("k1");

@@ -41,6 +41,12 @@ pub fn available(test: &str, missing: &[String]) -> bool {
     false
 }
 
+/// [`available`] for a test that needs one command: `cmd --version` must run.
+pub fn has(test: &str, cmd: &str, hint: &str) -> bool {
+    let missing: Vec<String> = need(cmd, hint).into_iter().collect();
+    available(test, &missing)
+}
+
 /// The missing-tool message for `cmd`, if `cmd --version` does not run.
 pub fn need(cmd: &str, hint: &str) -> Option<String> {
     (!runs(cmd, &["--version"])).then(|| format!("`{cmd}` not found ({hint})"))
