@@ -92,15 +92,13 @@ pub async fn bind(config: Config, opts: Options) -> Result<Bound, StartError> {
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| StartError::Bind {
+    let listener =
+        crate::server::listen(config.server.listen).map_err(|source| StartError::Bind {
             addr: config.server.listen,
             source,
         })?;
-    let admin = TcpListener::bind(config.server.admin_listen)
-        .await
-        .map_err(|source| StartError::Bind {
+    let admin =
+        crate::server::listen(config.server.admin_listen).map_err(|source| StartError::Bind {
             addr: config.server.admin_listen,
             source,
         })?;

@@ -4,9 +4,13 @@
 //! # Guarantees
 //! - Header read timeout (slowloris) and header size bounds are set on both protocols.
 //! - On shutdown the listener is closed first, then in-flight requests get `grace` to finish.
+//! - Listeners made by [`listen`] queue up to [`LISTEN_BACKLOG`] finished handshakes, so a
+//!   burst of new connections (an SPA fleet reconnecting, a stampede) waits for the accept
+//!   loop instead of having its handshakes dropped and retried a second later.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -14,12 +18,32 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tower::{Service, ServiceExt};
 
 use crate::body::{self, Body};
 use crate::cork::Corked;
 use crate::proxy::context::{ClientAddr, context_mut};
+
+/// How many connections the kernel may hold, handshake done, before the accept loop takes
+/// them (the kernel caps it at `net.core.somaxconn`). `TcpListener::bind` asks for 128: a
+/// burst of 500 new connections then overflows the queue, and the kernel drops the
+/// overflowing handshakes' last ACK, so those clients wait for a SYN-ACK retransmission
+/// (1 s) or their request stalls behind it. nginx asks for 511, HAProxy for its `maxconn`.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Binds `addr` for serving: address reuse as `TcpListener::bind` sets it, and a
+/// [`LISTEN_BACKLOG`]-deep accept queue.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
 
 /// Limits applied by the HTTP codecs themselves.
 #[derive(Debug, Clone, Copy)]

@@ -622,3 +622,78 @@ async fn metrics_and_health_on_the_admin_port() {
     let r = get(&env.gw.url("/metrics"), &[]).await;
     assert_eq!(r.status, 404);
 }
+
+/// A burst of new connections deeper than `TcpListener::bind`'s 128-entry accept queue:
+/// every handshake completes while the gateway has not accepted any of them yet (the kernel
+/// queues them), and once it serves, the last of them gets its answer. With a 128-deep queue
+/// the kernel drops the overflowing handshakes, and their clients wait a second for a retry.
+#[tokio::test]
+async fn a_burst_of_new_connections_is_queued_not_dropped() {
+    const BURST: usize = 300;
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0);
+    let missing: Vec<String> = (somaxconn < BURST)
+        .then(|| format!("net.core.somaxconn is {somaxconn}, below the burst of {BURST}"))
+        .into_iter()
+        .collect();
+    if !support::tools::available("a_burst_of_new_connections_is_queued_not_dropped", &missing) {
+        return;
+    }
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let config =
+        outseta_gateway::Config::from_toml(&support::gateway::config_text(&mock, RULES), "test")
+            .expect("config");
+    let bound = outseta_gateway::bind(config, support::gateway::options(&mock))
+        .await
+        .expect("bind");
+    let addr = bound.local_addr();
+
+    // Not served yet: only the kernel's accept queue holds these. A dropped handshake is
+    // retried after 1 s, so 700 ms tells a queued connection from a dropped one.
+    let mut connecting = tokio::task::JoinSet::new();
+    for _ in 0..BURST {
+        connecting.spawn(tokio::time::timeout(
+            Duration::from_millis(700),
+            tokio::net::TcpStream::connect(addr),
+        ));
+    }
+    let mut conns = Vec::new();
+    while let Some(r) = connecting.join_next().await {
+        if let Ok(Ok(Ok(stream))) = r {
+            conns.push(stream);
+        }
+    }
+    assert_eq!(
+        conns.len(),
+        BURST,
+        "handshakes dropped by a full accept queue"
+    );
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(bound.serve(async move {
+        let _ = stopped.await;
+    }));
+    let mut last = conns.pop().expect("a connection");
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        last.write_all(b"GET /no-such-route HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut out = Vec::new();
+        last.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    })
+    .await
+    .expect("answered in time")
+    .expect("read");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 404"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let _ = stop.send(());
+    drop(conns);
+    let _ = serving.await;
+}

@@ -160,7 +160,7 @@ pub struct Simulator {
 
 /// Binds the listener, generates the signing key and seeds the data.
 pub async fn bind(opts: SimOptions) -> io::Result<Simulator> {
-    let listener = TcpListener::bind(opts.listen).await?;
+    let listener = crate::server::listen(opts.listen)?;
     let addr = listener.local_addr()?;
     let signer = tokio::task::spawn_blocking(Signer::generate)
         .await

@@ -107,6 +107,18 @@ methods = ["GET", "POST"]
 path = "/api/v1/slow/{*rest}"
 "#;
 
+/// The test API key, and the mock's CA when it serves TLS.
+pub fn options(mock: &MockOutseta) -> outseta_gateway::Options {
+    outseta_gateway::Options {
+        api: Some(ApiCredential::new(API_KEY, API_SECRET).unwrap()),
+        extra_roots: mock
+            .tls
+            .as_ref()
+            .map(|t| vec![t.ca_der.clone()])
+            .unwrap_or_default(),
+    }
+}
+
 impl Gateway {
     pub async fn start(mock: &MockOutseta, extra: &str) -> Self {
         let config =
@@ -115,15 +127,9 @@ impl Gateway {
     }
 
     pub async fn start_with(mock: &MockOutseta, config: Config) -> Self {
-        let opts = outseta_gateway::Options {
-            api: Some(ApiCredential::new(API_KEY, API_SECRET).unwrap()),
-            extra_roots: mock
-                .tls
-                .as_ref()
-                .map(|t| vec![t.ca_der.clone()])
-                .unwrap_or_default(),
-        };
-        let bound = outseta_gateway::bind(config, opts).await.expect("bind");
+        let bound = outseta_gateway::bind(config, options(mock))
+            .await
+            .expect("bind");
         let addr = bound.local_addr();
         let admin = bound.admin_addr();
         let cache = bound.cache();
