@@ -64,6 +64,8 @@ fn body(i: usize) -> Bytes {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
+    // As the binary: 4 KiB pages (`alloc::small_pages`).
+    outseta_gateway::alloc::small_pages();
     let n: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())

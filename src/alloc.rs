@@ -1,6 +1,6 @@
 //! The global allocator of the binary (and of the examples that measure its memory):
-//! mimalloc, asked for alignment only when a layout needs more than every block has.
-//! Nothing else in the crate is `unsafe`.
+//! mimalloc, asked for alignment only when a layout needs more than every block has; and the
+//! process's page size policy ([`small_pages`]). Nothing else in the crate is `unsafe`.
 
 /// mimalloc, asked for alignment only when a layout needs more than every block has.
 ///
@@ -67,6 +67,31 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
                 libmimalloc_sys::mi_realloc_aligned(ptr.cast(), new, layout.align()).cast()
             }
         }
+    }
+}
+
+/// Keeps the process on 4 KiB pages: the kernel gives it no transparent huge pages (THP),
+/// whatever the system-wide THP mode. Call it first thing in `main`. Skipped when
+/// `MIMALLOC_ALLOW_THP` is set: mimalloc then applies that choice itself.
+///
+/// mimalloc asks for THP on its arenas (`madvise(MADV_HUGEPAGE)`), so the first write into each
+/// 2 MiB region makes the kernel zero all 2 MiB, inside whichever request touched it. A burst
+/// of concurrent requests needs fresh heap all at once (500 requests parked on one cold cache
+/// key: resident memory +19 MiB in huge pages, +13 MiB in 4 KiB ones). On a virtual machine whose
+/// memory the host had not backed yet, that zeroing took 45 ms of the burst (perf: 89% of its
+/// CPU in `clear_page_erms` under `do_huge_pmd_anonymous_page`), and the stampede's answers
+/// all left that much later (`bench/RESULTS.md`). 4 KiB faults zero only what is used.
+/// Latency-sensitive servers (Redis, MongoDB) advise turning THP off for the same reason.
+pub fn small_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: `prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0)` takes integers only and changes one flag
+    // of the process's memory map; it reads and writes none of our memory. An error (a kernel
+    // before 3.15) leaves THP as it was, which is harmless.
+    unsafe {
+        let _ = libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
     }
 }
 

@@ -37,6 +37,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
 }
 
 fn main() -> ExitCode {
+    outseta_gateway::alloc::small_pages();
     let cli = Cli::parse();
     let format = cli.log_format.unwrap_or_else(LogFormat::detect);
     match cli.command {

@@ -404,3 +404,44 @@ cache = "60s"
         p.output()
     );
 }
+
+/// The server keeps to 4 KiB pages (`alloc::small_pages`): no 2 MiB region is zeroed inside
+/// a request when a burst needs fresh heap. `MIMALLOC_ALLOW_THP` hands the choice back.
+#[tokio::test]
+async fn serve_runs_without_transparent_huge_pages() {
+    fn thp_enabled(pid: u32) -> Option<String> {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("THP_enabled:").map(|v| v.trim().to_owned()))
+    }
+    let missing: Vec<String> = thp_enabled(std::process::id())
+        .is_none()
+        .then(|| "/proc/<pid>/status has no THP_enabled line (Linux ≥ 5.0)".to_owned())
+        .into_iter()
+        .collect();
+    if !tools::available("serve_runs_without_transparent_huge_pages", &missing) {
+        return;
+    }
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let (mut p, _listen, _admin) = start_binary(&mock, &[]).await;
+    assert_eq!(thp_enabled(p.child.id()).as_deref(), Some("0"));
+    p.signal("TERM");
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(10)).await,
+        0,
+        "{}",
+        p.output()
+    );
+
+    let (mut p, _listen, _admin) = start_binary(&mock, &[("MIMALLOC_ALLOW_THP", "1")]).await;
+    assert_eq!(thp_enabled(p.child.id()).as_deref(), Some("1"));
+    p.signal("TERM");
+    assert_eq!(
+        p.wait_exit(Duration::from_secs(10)).await,
+        0,
+        "{}",
+        p.output()
+    );
+}
