@@ -196,6 +196,7 @@ impl Bound {
         let housekeeping = tokio::spawn(user::housekeeping(self.user_limit.clone()));
         let (admin_stop_tx, admin_stop_rx) = tokio::sync::oneshot::channel::<()>();
         let cache_upkeep = self.cache.spawn_maintenance(Duration::from_secs(1));
+        let metrics_upkeep = crate::telemetry::metrics::spawn_upkeep();
         let admin = tokio::spawn(admin::serve(
             self.admin,
             self.health.clone(),
@@ -236,6 +237,7 @@ impl Bound {
             r.abort();
         }
         cache_upkeep.abort();
+        metrics_upkeep.abort();
         housekeeping.abort();
         let _ = admin_stop_tx.send(());
         let _ = admin.await;

@@ -59,15 +59,36 @@ pub fn install() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// How often recorded histogram samples are folded into their buckets. The exporter keeps
+/// every sample until then (it was built with `install_recorder`, which leaves upkeep to its
+/// caller): folding them only when `/metrics` was scraped let an unscraped gateway grow by
+/// ≈ 20 bytes per request, for good (10 MiB per 530k requests, measured). Between two runs
+/// the samples of one period are held: ≈ 2 MiB at 100k requests per second.
+pub const UPKEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Runs [`upkeep`] every [`UPKEEP_EVERY`] until the task is aborted.
+pub fn spawn_upkeep() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(UPKEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            upkeep();
+        }
+    })
+}
+
+/// Folds the histogram samples recorded since the last call into their buckets.
+pub fn upkeep() {
+    if let Some(h) = install() {
+        h.run_upkeep();
+    }
+}
+
 /// Renders the Prometheus text exposition.
 pub fn render() -> String {
-    match install() {
-        Some(h) => {
-            h.run_upkeep();
-            h.render()
-        }
-        None => String::new(),
-    }
+    upkeep();
+    install().map(|h| h.render()).unwrap_or_default()
 }
 
 fn describe() {
