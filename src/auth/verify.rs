@@ -188,19 +188,18 @@ impl Verifier {
         self.signature_checks.fetch_add(1, Ordering::Relaxed);
         let data = jsonwebtoken::decode::<serde_json::Value>(token, &key, &self.validation)
             .map_err(|e| map_error(e.kind()))?;
-        let claims = data.claims;
-        let sub = claims
-            .get("sub")
-            .and_then(|s| s.as_str())
-            .ok_or(AuthError::Claims)?;
-        let exp = claims
+        let json = data.claims;
+        let exp = json
             .get("exp")
             .and_then(|e| e.as_u64())
             .ok_or(AuthError::Claims)?;
-        let nbf = claims.get("nbf").and_then(|n| n.as_u64());
+        let nbf = json.get("nbf").and_then(|n| n.as_u64());
+        let claims = claims_value(&json);
+        // One allocation for `sub`, shared by the principal and the rules' claims.
+        let sub = claims.sub().cloned().ok_or(AuthError::Claims)?;
         Ok(Arc::new(Principal {
-            sub: Some(sub.into()),
-            claims: claims_value(&claims),
+            sub: Some(sub),
+            claims,
             exp,
             nbf,
         }))
