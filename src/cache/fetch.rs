@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::Response;
 
 use super::buffer::{self, Buffered, ReadError};
@@ -60,22 +59,15 @@ pub async fn settle(
         )),
         Ok(Buffered::TooLarge(body)) => Fetched::Streamed(Response::from_parts(parts, body)),
         Ok(Buffered::Full(bytes)) => {
-            // A body that may be stored gets an exactly-sized buffer of its own: a single
-            // frame from hyper is a slice of the connection's read buffer (headers are copied
-            // by `Entry::new` for the same reason). What only followers see is used as it is.
-            let bytes = if storable.is_ok() {
-                Bytes::copy_from_slice(&bytes)
+            // A body that may be stored gets an exactly-sized buffer of its own, shared with
+            // the header values (`entry::own`): a single frame from hyper is a slice of the
+            // connection's read buffer. What only followers see is used as it is.
+            let (keep, id) = (life.ttl + life.stale_window, store.next_id());
+            let e = if storable.is_ok() {
+                Entry::owned(parts.status, &parts.headers, &bytes, life.ttl, keep, id)
             } else {
-                bytes
+                Entry::new(parts.status, &parts.headers, bytes, life.ttl, keep, id)
             };
-            let e = Entry::new(
-                parts.status,
-                &parts.headers,
-                bytes,
-                life.ttl,
-                life.ttl + life.stale_window,
-                store.next_id(),
-            );
             Fetched::Buffered(Arc::new(e), storable)
         }
     }
