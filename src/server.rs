@@ -27,9 +27,9 @@ use crate::proxy::context::{ClientAddr, context_mut};
 
 /// How many connections the kernel may hold, handshake done, before the accept loop takes
 /// them (the kernel caps it at `net.core.somaxconn`). `TcpListener::bind` asks for 128: a
-/// burst of 500 new connections then overflows the queue, and the kernel drops the
-/// overflowing handshakes' last ACK, so those clients wait for a SYN-ACK retransmission
-/// (1 s) or their request stalls behind it. nginx asks for 511, HAProxy for its `maxconn`.
+/// burst of 500 new connections then overflows the queue, the kernel drops the handshakes
+/// that do not fit, and those clients retry a second later (634 SYNs on the wire for 500
+/// connections, `bench/RESULTS.md`). nginx asks for 511, HAProxy for its `maxconn`.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds `addr` for serving: address reuse as `TcpListener::bind` sets it, and a

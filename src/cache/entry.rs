@@ -59,7 +59,7 @@ pub struct Entry {
 }
 
 impl Entry {
-    /// An entry for `status`, `headers` (copied, see [`own_headers`]) and `body` (kept as is:
+    /// An entry for `status`, `headers` (copied into a buffer of their own, see [`own`]) and `body` (kept as is:
     /// the caller copies it if it will be stored).
     pub fn new(
         status: StatusCode,
