@@ -288,8 +288,13 @@ impl Ctx {
     }
 
     fn count_miss(&self) {
-        crate::telemetry::handles::CACHE
-            .get((m::CACHE_MISSES, self.rule_name.clone(), ""))
+        use crate::telemetry::handles::{CACHE, Label, RuleKey};
+        CACHE
+            .get((
+                Label(m::CACHE_MISSES),
+                RuleKey(self.rule_name.clone()),
+                Label(""),
+            ))
             .increment(1);
     }
 }

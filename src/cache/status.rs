@@ -156,7 +156,9 @@ impl CacheStatus {
             Self::Bypass(r) => Some((m::CACHE_BYPASS, r.as_str())),
         };
         if let Some((name, reason)) = counted {
-            h::CACHE.get((name, rule.clone(), reason)).increment(1);
+            h::CACHE
+                .get((h::Label(name), h::RuleKey(rule.clone()), h::Label(reason)))
+                .increment(1);
         }
         if let Some(t) = trail {
             t.update(|t| t.cache = Some(self.label()));

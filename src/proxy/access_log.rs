@@ -133,13 +133,13 @@ impl Finish for Done {
         let status = rsp.status().as_u16();
         h::REQUESTS
             .get((
-                t.rule.clone().unwrap_or_else(no_rule),
-                decision.as_str(),
+                h::RuleKey(t.rule.clone().unwrap_or_else(no_rule)),
+                h::Label(decision.as_str()),
                 status,
             ))
             .increment(1);
         h::REQUEST_DURATION
-            .get(decision.as_str())
+            .get(h::Label(decision.as_str()))
             .record(elapsed.as_secs_f64());
         if let Some(line) = line {
             tracing::info!(

@@ -262,10 +262,14 @@ impl Forward {
             Err(_) => 1,
         };
         h::UPSTREAM_DURATION
-            .get(plan.rule_name.clone())
+            .get(h::RuleKey(plan.rule_name.clone()))
             .record(elapsed.as_secs_f64());
         h::UPSTREAM_REQUESTS
-            .get((plan.rule_name.clone(), plan.credential.as_str(), status_key))
+            .get((
+                h::RuleKey(plan.rule_name.clone()),
+                h::Label(plan.credential.as_str()),
+                status_key,
+            ))
             .increment(1);
         let rsp = result?;
         if let Some(t) = trail {
