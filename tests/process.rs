@@ -425,23 +425,20 @@ async fn serve_runs_without_transparent_huge_pages() {
     }
     let key = SigningKey::generate("k1");
     let mock = MockOutseta::start(&[&key]).await;
-    let (mut p, _listen, _admin) = start_binary(&mock, &[]).await;
-    assert_eq!(thp_enabled(p.child.id()).as_deref(), Some("0"));
-    p.signal("TERM");
-    assert_eq!(
-        p.wait_exit(Duration::from_secs(10)).await,
-        0,
-        "{}",
-        p.output()
-    );
-
-    let (mut p, _listen, _admin) = start_binary(&mock, &[("MIMALLOC_ALLOW_THP", "1")]).await;
-    assert_eq!(thp_enabled(p.child.id()).as_deref(), Some("1"));
-    p.signal("TERM");
-    assert_eq!(
-        p.wait_exit(Duration::from_secs(10)).await,
-        0,
-        "{}",
-        p.output()
-    );
+    let cases: [(&[(&str, &str)], &str); 2] = [(&[], "0"), (&[("MIMALLOC_ALLOW_THP", "1")], "1")];
+    for (env, enabled) in cases {
+        let (mut p, _listen, _admin) = start_binary(&mock, env).await;
+        assert_eq!(
+            thp_enabled(p.child.id()).as_deref(),
+            Some(enabled),
+            "{env:?}"
+        );
+        p.signal("TERM");
+        assert_eq!(
+            p.wait_exit(Duration::from_secs(10)).await,
+            0,
+            "{}",
+            p.output()
+        );
+    }
 }
