@@ -335,7 +335,7 @@ async fn concurrent_first_sightings_of_a_token_share_one_signature_check() {
         .collect();
     for call in calls {
         let principal = call.await.unwrap().expect("the token is valid");
-        assert_eq!(principal.sub.as_deref(), Some("u1"));
+        assert_eq!(principal.sub().map(|s| &**s), Some("u1"));
     }
     assert_eq!(
         verifier.signature_checks(),

@@ -19,8 +19,6 @@ use http::header::AUTHORIZATION;
 /// A verified caller (or the anonymous one). Shared as `Arc<Principal>`.
 #[derive(Debug)]
 pub struct Principal {
-    /// The token's `sub` (Person Uid); `None` for anonymous callers.
-    pub sub: Option<Arc<str>>,
     /// The verified payload, ready for rule evaluation (`{}` when anonymous).
     pub claims: crate::rules::expr::Claims,
     /// `exp`, seconds since the epoch (0 when anonymous).
@@ -32,11 +30,15 @@ pub struct Principal {
 impl Principal {
     pub fn anonymous() -> Self {
         Self {
-            sub: None,
             claims: crate::rules::expr::Claims::empty(),
             exp: 0,
             nbf: None,
         }
+    }
+
+    /// The token's `sub` (Person Uid); `None` for anonymous callers.
+    pub fn sub(&self) -> Option<&Arc<str>> {
+        self.claims.sub()
     }
 }
 

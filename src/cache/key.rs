@@ -55,7 +55,7 @@ pub fn build<'a>(plan: &'a Plan, caller: Option<&Caller>) -> Cow<'a, str> {
     if plan.query.is_none() && plan.credential == Credential::ApiKey {
         return Cow::Borrowed(&plan.path);
     }
-    let sub = caller.and_then(|c| c.principal.sub.as_deref());
+    let sub = caller.and_then(|c| c.principal.sub().map(|s| &**s));
     let mut key = String::with_capacity(
         plan.path.len()
             + plan.query.as_ref().map_or(0, |q| q.len() + 1)
@@ -118,8 +118,10 @@ mod tests {
     }
 
     fn caller(sub: Option<&str>) -> Caller {
-        let mut principal = Principal::anonymous();
-        principal.sub = sub.map(Arc::from);
+        let principal = Principal {
+            claims: crate::rules::expr::claims_value(&serde_json::json!({ "sub": sub })),
+            ..Principal::anonymous()
+        };
         Caller {
             principal: Arc::new(principal),
             bearer: None,

@@ -20,7 +20,7 @@ pub enum UserKey {
 
 impl UserKey {
     pub fn of(caller: Option<&Caller>, addr: Option<&ClientAddr>) -> Self {
-        match (caller.and_then(|c| c.principal.sub.clone()), addr) {
+        match (caller.and_then(|c| c.principal.sub().cloned()), addr) {
             (Some(sub), _) => Self::Sub(sub),
             (None, Some(a)) => Self::Ip(a.0.ip()),
             (None, None) => Self::Unknown,
@@ -45,8 +45,10 @@ mod tests {
             principal: Arc::new(Principal::anonymous()),
             bearer: None,
         };
-        let mut p = Principal::anonymous();
-        p.sub = Some("P1".into());
+        let p = Principal {
+            claims: crate::rules::expr::claims_value(&serde_json::json!({"sub": "P1"})),
+            ..Principal::anonymous()
+        };
         let user = Caller {
             principal: Arc::new(p),
             bearer: None,

@@ -93,7 +93,7 @@ where
                     return Err(e.into());
                 }
             };
-            if let Some(sub) = &caller.principal.sub {
+            if let Some(sub) = caller.principal.sub() {
                 trail(&req, |t| t.sub = Some(sub.clone()));
             }
             context_mut(&mut req).caller = Some(caller);

@@ -85,9 +85,8 @@ pub fn upkeep() {
     }
 }
 
-/// Renders the Prometheus text exposition.
+/// Renders the Prometheus text exposition (rendering folds in pending samples itself).
 pub fn render() -> String {
-    upkeep();
     install().map(|h| h.render()).unwrap_or_default()
 }
 
