@@ -58,7 +58,11 @@ impl From<AuthError> for GatewayError {
 
 impl From<Denial> for GatewayError {
     fn from(d: Denial) -> Self {
-        Self::Forbidden(d)
+        if d.is_malformed() {
+            Self::BadRequest(d.to_string())
+        } else {
+            Self::Forbidden(d)
+        }
     }
 }
 

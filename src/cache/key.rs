@@ -9,8 +9,11 @@
 //! for an anonymous caller) for `credential = "user"`. A NUL cannot occur in a canonical path
 //! or an encoded query, so the parts cannot run into each other.
 //!
-//! Query pairs are sorted by their encoded key, then encoded value: the encoding is a function
-//! of the pair, so two queries with the same pairs in any order give the same key.
+//! Query pairs are sorted by their encoded key, compared ASCII-case-insensitively (Outseta
+//! binds keys so), and the sort is stable: the values of a repeated key keep their order,
+//! because Outseta reads repeated values in order (`orderBy=Uid+DESC&orderBy=Amount` is not
+//! `orderBy=Amount&orderBy=Uid+DESC`). Two queries that differ only in the order of
+//! different keys give the same cache key.
 
 use std::borrow::{Borrow, Cow};
 use std::sync::Arc;
@@ -81,14 +84,18 @@ pub fn build<'a>(plan: &'a Plan, caller: Option<&Caller>) -> Cow<'a, str> {
     Cow::Owned(key)
 }
 
-/// Appends the `&`-separated pairs of an encoded query, sorted by (key, value).
+/// Appends the `&`-separated pairs of an encoded query, stably sorted by key (any case).
 fn push_sorted(out: &mut String, query: &str) {
     let mut pairs: Vec<(&str, &str)> = query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| p.split_once('=').unwrap_or((p, "")))
         .collect();
-    pairs.sort_unstable();
+    pairs.sort_by(|a, b| {
+        a.0.bytes()
+            .map(|c| c.to_ascii_lowercase())
+            .cmp(b.0.bytes().map(|c| c.to_ascii_lowercase()))
+    });
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             out.push('&');
@@ -113,6 +120,7 @@ mod tests {
             credential,
             rule_name: "r".into(),
             identity_encoding: true,
+            cacheable: true,
             body_rewritten: false,
         }
     }
@@ -137,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    fn query_pairs_are_sorted_by_key_then_value() {
+    fn query_pairs_are_sorted_by_key_keeping_repeated_values_in_order() {
         let a = plan(
             "/p",
             Some("limit=10&Account.Uid=x&fields=*&fields=Uid"),
@@ -145,13 +153,24 @@ mod tests {
         );
         let b = plan(
             "/p",
-            Some("fields=Uid&Account.Uid=x&fields=*&limit=10"),
+            Some("fields=*&Account.Uid=x&limit=10&fields=Uid"),
             Credential::ApiKey,
         );
         assert_eq!(build(&a, None), build(&b, None));
         assert_eq!(
             build(&a, None),
             "/p?Account.Uid=x&fields=*&fields=Uid&limit=10"
+        );
+        // Outseta reads repeated values in order: another order is another request.
+        let order = |q: &str| build(&plan("/p", Some(q), Credential::ApiKey), None).into_owned();
+        assert_ne!(
+            order("orderBy=Uid+DESC&orderBy=Amount"),
+            order("orderBy=Amount&orderBy=Uid+DESC")
+        );
+        // ... also when the repeated key is spelled in two cases (one key to Outseta)
+        assert_ne!(
+            order("orderBy=Amount&OrderBy=Uid"),
+            order("OrderBy=Uid&orderBy=Amount")
         );
         // Different values are different keys.
         let c = plan("/p", Some("limit=11&Account.Uid=x"), Credential::ApiKey);

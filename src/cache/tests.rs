@@ -61,6 +61,7 @@ fn request(snap: &Arc<Snapshot>, deadline: Duration) -> Request<Body> {
             credential: Credential::ApiKey,
             rule_name: "r".into(),
             identity_encoding: true,
+            cacheable: true,
             body_rewritten: false,
         }),
         deadline: Some(Deadline((Instant::now() + deadline).into())),

@@ -16,6 +16,7 @@ pub struct OutsetaSection {
     pub jwks_url: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+    pub forward_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -79,6 +80,7 @@ pub struct RuleEntry {
     pub cache: Option<String>,
     pub query_allow: Option<Vec<String>>,
     pub query_set: Option<BTreeMap<String, String>>,
+    pub fields_allow: Option<Vec<String>>,
     pub body_allow: Option<Vec<String>>,
     pub body_set: Option<BTreeMap<String, String>>,
     pub response_when: Option<String>,

@@ -46,6 +46,9 @@ pub struct Outseta {
     pub jwks_url: Uri,
     pub issuer: String,
     pub audience: String,
+    /// Client request headers that may travel upstream (lower-case names; see
+    /// `upstream::headers`).
+    pub forward_headers: Arc<[HeaderName]>,
 }
 
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ use super::file::FileConfig;
 use super::types::{Rate, parse_duration, parse_rate, parse_size};
 use super::{Auth, Cache, Config, Cors, Outseta, Server, Store, UpstreamLimit, UserLimit};
 use crate::rules::RuleSet;
+use crate::upstream::headers;
 
 struct Ctx<'a> {
     problems: &'a mut Vec<String>,
@@ -184,6 +185,8 @@ pub(super) fn validate(file: FileConfig, problems: &mut Vec<String>) -> Option<C
             .push("[outseta] `issuer` and `audience` must not be empty".into());
     }
 
+    let forward_headers = forward_headers(o.forward_headers.as_deref(), cx.problems);
+
     // [server]
     let s = &file.server;
     let server = Server {
@@ -344,6 +347,7 @@ pub(super) fn validate(file: FileConfig, problems: &mut Vec<String>) -> Option<C
             jwks_url: jwks_url?,
             issuer: issuer?,
             audience: audience?,
+            forward_headers,
         },
         server,
         auth,
@@ -355,6 +359,33 @@ pub(super) fn validate(file: FileConfig, problems: &mut Vec<String>) -> Option<C
         warnings,
         path: None,
     })
+}
+
+/// `[outseta] forward_headers`: valid names, none that `upstream::headers` refuses, each once.
+fn forward_headers(list: Option<&[String]>, problems: &mut Vec<String>) -> Arc<[HeaderName]> {
+    let Some(list) = list else {
+        return headers::DEFAULT_FORWARD_HEADERS
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect();
+    };
+    let mut out: Vec<HeaderName> = Vec::with_capacity(list.len());
+    for raw in list {
+        let Ok(name) = HeaderName::from_bytes(raw.trim().as_bytes()) else {
+            problems.push(format!(
+                "[outseta] `forward_headers`: {raw:?} is not a header name"
+            ));
+            continue;
+        };
+        if let Some(why) = headers::refused_forward_header(&name) {
+            problems.push(format!(
+                "[outseta] `forward_headers`: {raw:?} is refused: {why}"
+            ));
+        } else if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    out.into()
 }
 
 /// `https://App.Example.com:8443` → `https://app.example.com:8443`; refuses `*`, paths, etc.

@@ -209,6 +209,8 @@ pub struct Plan {
     pub rule_name: Arc<str>,
     /// The forwarder must ask for an uncompressed body (the policy or cache reads it).
     pub identity_encoding: bool,
+    /// The rule caches its answers: only trace headers of the client's travel upstream.
+    pub cacheable: bool,
     /// The body was rewritten (so `Content-Length` must be recomputed).
     pub body_rewritten: bool,
 }

@@ -1,8 +1,8 @@
 //! The terminal service: swaps the credential and calls Outseta.
 //!
 //! # Position in the stack
-//! Innermost. Reads the [`Plan`] written by policy and nothing from the client but its
-//! headers (cleaned by [`crate::upstream::headers`]) and body.
+//! Innermost. Reads the [`Plan`] written by policy and nothing from the client but the
+//! headers of `[outseta] forward_headers` (see [`crate::upstream::headers`]) and the body.
 //!
 //! # Guarantees
 //! - Upstream sees exactly the rule's credential: `Outseta <key>:<secret>`, the caller's own
@@ -36,6 +36,7 @@ use super::request_id::X_REQUEST_ID;
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
 use crate::budget::{self, Budget};
+use crate::config::Outseta;
 use crate::config::secrets::ApiCredential;
 use crate::error::GatewayError;
 use crate::limits::key::UserKey;
@@ -108,7 +109,7 @@ impl Forward {
     /// Builds the upstream request for `plan` from the client's request parts.
     pub fn build(
         &self,
-        base: &Uri,
+        outseta: &Outseta,
         plan: &Plan,
         client_headers: &http::HeaderMap,
         caller: Option<&Caller>,
@@ -117,8 +118,19 @@ impl Forward {
     ) -> Result<Request<Body>, GatewayError> {
         let mut out = Request::new(body);
         *out.method_mut() = plan.method.clone();
-        *out.uri_mut() = upstream_uri(base, plan)?;
-        let mut h = headers::upstream_request(client_headers, !plan.body_rewritten);
+        *out.uri_mut() = upstream_uri(&outseta.upstream, plan)?;
+        let mut h = headers::upstream_request(
+            client_headers,
+            &outseta.forward_headers,
+            plan.cacheable,
+            !plan.body_rewritten,
+        );
+        if plan.body_rewritten {
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
         // The vetted id replaces the client's, which `request_id` may have refused; without
         // one (never in the stack), the client's value is not passed on unchecked.
         match request_id {
@@ -216,7 +228,7 @@ impl Service<Request<Body>> for Forward {
                     }
                 }
                 let upstream_req = this.build(
-                    &snapshot.config.outseta.upstream,
+                    &snapshot.config.outseta,
                     &plan,
                     &parts.headers,
                     caller.as_ref(),
@@ -295,6 +307,7 @@ mod tests {
             credential: Credential::ApiKey,
             rule_name: Arc::from("r"),
             identity_encoding: false,
+            cacheable: false,
             body_rewritten: false,
         }
     }
@@ -315,13 +328,20 @@ mod tests {
     fn the_vetted_request_id_replaces_the_clients_and_without_one_none_goes_upstream() {
         let client = upstream::client(&[], Duration::from_secs(1)).unwrap();
         let fwd = Forward::new(client, Some(ApiCredential::new("key", "secret").unwrap()));
-        let base: Uri = "https://demo.outseta.com".parse().unwrap();
+        let outseta = Outseta {
+            domain: None,
+            upstream: "https://demo.outseta.com".parse().unwrap(),
+            jwks_url: "https://demo.outseta.com/.well-known/jwks".parse().unwrap(),
+            issuer: "http://demo.outseta.com".into(),
+            audience: "demo.outseta.com".into(),
+            forward_headers: Arc::from([header::ACCEPT]),
+        };
         let mut sent = http::HeaderMap::new();
         sent.insert(&X_REQUEST_ID, HeaderValue::from_static("a b<script>"));
         let vetted = HeaderValue::from_static("0b0c6a9e-5a49-4a0d-9d3b-6a4f3e0e8c11");
         let ids = |id: Option<&HeaderValue>| {
             let req = fwd
-                .build(&base, &plan("/a", None), &sent, None, id, body::empty())
+                .build(&outseta, &plan("/a", None), &sent, None, id, body::empty())
                 .unwrap();
             req.headers()
                 .get_all(&X_REQUEST_ID)

@@ -129,6 +129,7 @@ where
         credential: rule.credential,
         rule_name: rule.name.clone(),
         identity_encoding: rule.response_when.is_some() || cache_on,
+        cacheable: cache_on,
         body_rewritten: rewrites,
     });
     // `response_when` needs the request's values after the call; only then are they copied.

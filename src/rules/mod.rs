@@ -15,6 +15,7 @@
 pub mod body;
 pub mod canon;
 pub mod expr;
+pub mod fields;
 pub mod query;
 pub mod template;
 
@@ -26,6 +27,7 @@ use http::Method;
 use crate::config::file::RuleEntry;
 use crate::config::types::parse_duration;
 use expr::{Expr, Input, Root, Site};
+use fields::{FieldsError, FieldsPolicy};
 use query::Query;
 use template::{Params, PathTemplate};
 
@@ -79,6 +81,8 @@ pub struct Rule {
     pub cache: CacheMode,
     pub query_allow: Option<Vec<String>>,
     pub query_set: Vec<(String, Expr)>,
+    /// What the client's `fields` may select (when the client may send `fields` at all).
+    pub fields: FieldsPolicy,
     pub body_allow: Option<Vec<String>>,
     pub body_set: Vec<(String, Expr)>,
     pub response_when: Option<Expr>,
@@ -110,6 +114,16 @@ pub enum Denial {
         rule: Arc<str>,
         key: String,
     },
+    /// A `fields` path outside the rule's `fields_allow` (403).
+    FieldNotAllowed {
+        rule: Arc<str>,
+        path: String,
+    },
+    /// A `fields` value that is not a list of field paths (400, not 403).
+    FieldsMalformed {
+        rule: Arc<str>,
+        error: String,
+    },
     ResponseFalse {
         rule: Arc<str>,
     },
@@ -117,6 +131,13 @@ pub enum Denial {
         rule: Arc<str>,
         error: String,
     },
+}
+
+impl Denial {
+    /// The request itself is malformed (400 `bad_request`) rather than refused (403).
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, Self::FieldsMalformed { .. })
+    }
 }
 
 impl std::fmt::Display for Denial {
@@ -142,6 +163,13 @@ impl std::fmt::Display for Denial {
             Self::BodyNotAllowed { rule, key } => {
                 write!(f, "rule {rule:?}: body field {key:?} is not allowed")
             }
+            Self::FieldNotAllowed { rule, path } => {
+                write!(
+                    f,
+                    "rule {rule:?}: field path {path:?} is not allowed (see `fields_allow`)"
+                )
+            }
+            Self::FieldsMalformed { rule, error } => write!(f, "rule {rule:?}: {error}"),
             Self::ResponseFalse { rule } => write!(f, "rule {rule:?}: response check is false"),
             Self::ResponseError { rule, error } => {
                 write!(
@@ -317,6 +345,35 @@ impl Rule {
         };
         check_keys("query_allow", &entry.query_allow, &mut p);
         check_keys("body_allow", &entry.body_allow, &mut p);
+        if let Some(l) = &entry.query_allow
+            && let Some(bad) = l
+                .iter()
+                .find(|k| k.ends_with("__*") && k.len() == 3)
+        {
+            p(format!("`query_allow`: {bad:?} has no field name before `__*`"));
+        }
+        let fields = match FieldsPolicy::compile(entry.fields_allow.as_deref()) {
+            Ok(f) => f,
+            Err(errors) => {
+                for e in errors {
+                    p(format!("`fields_allow`: {e}"));
+                }
+                FieldsPolicy::default()
+            }
+        };
+        if entry.fields_allow.is_some() {
+            let forced = entry
+                .query_set
+                .iter()
+                .flatten()
+                .any(|(k, _)| k.eq_ignore_ascii_case("fields"));
+            let allowed = entry.query_allow.as_ref().is_none_or(|l| {
+                l.iter().any(|k| k.eq_ignore_ascii_case("fields"))
+            });
+            if forced || !allowed {
+                p("`fields_allow` is set, but clients cannot send `fields` on this rule (it is forced by `query_set` or missing from `query_allow`)".into());
+            }
+        }
 
         let mut invalidates = Vec::new();
         for t in entry.invalidates.iter().flatten() {
@@ -370,6 +427,7 @@ impl Rule {
             cache,
             query_allow: entry.query_allow.clone(),
             query_set,
+            fields,
             body_allow: entry.body_allow.clone(),
             body_set,
             response_when,
@@ -392,7 +450,8 @@ impl Rule {
         self.has_body_rules() && matches!(*method, Method::POST | Method::PUT | Method::PATCH)
     }
 
-    /// Checks `when`, applies `query_set`, checks `query_allow`. Returns the query to forward.
+    /// Checks `when`, applies `query_set`, checks `query_allow` and the client's `fields`.
+    /// Returns the query to forward.
     pub fn authorize(&self, root: &Root, input: &Input<'_>) -> Result<Query, Denial> {
         let forced = match self.judge_fast(input) {
             Some(judged) => judged?,
@@ -400,7 +459,7 @@ impl Rule {
         };
         let mut query = input.query.clone();
         for (key, _) in &forced {
-            query.remove(key);
+            query.remove_forced(key);
         }
         if let Some(allow) = &self.query_allow
             && let Some(bad) = query.first_disallowed(allow)
@@ -409,6 +468,18 @@ impl Rule {
                 rule: self.name.clone(),
                 key: bad.to_string(),
             });
+        }
+        for value in query.values("fields") {
+            self.fields.check(value).map_err(|e| match e {
+                FieldsError::Malformed(_) => Denial::FieldsMalformed {
+                    rule: self.name.clone(),
+                    error: e.to_string(),
+                },
+                FieldsError::NotAllowed(path) => Denial::FieldNotAllowed {
+                    rule: self.name.clone(),
+                    path,
+                },
+            })?;
         }
         for (key, value) in forced {
             query.push(key.clone(), value);

@@ -6,8 +6,35 @@
 //! - `serialize` is the only encoder; the query forwarded upstream is `serialize()` of the
 //!   pairs the rule judged, so what was checked is exactly what is sent.
 //! - `parse(serialize(q)) == q` for any pairs.
+//! - An allow-list entry ending in `__*` (`Created__*`) allows the key itself and the key with
+//!   each of Outseta's comparison suffixes ([`OPERATOR_SUFFIXES`]); [`Query::remove_forced`]
+//!   removes a key together with those suffixed forms.
 
 use std::collections::HashMap;
+
+/// Outseta's filter comparison suffixes (`Created__gt=2024-01-01`).
+pub const OPERATOR_SUFFIXES: &[&str] = &["__gt", "__gte", "__lt", "__lte", "__ne", "__isnull"];
+
+/// `key` is `base` or `base` + an operator suffix (ASCII case-insensitive).
+fn is_base_or_suffixed(key: &str, base: &str) -> bool {
+    let (k, b) = (key.as_bytes(), base.as_bytes());
+    if k.len() < b.len() || !k[..b.len()].eq_ignore_ascii_case(b) {
+        return false;
+    }
+    let rest = &k[b.len()..];
+    rest.is_empty()
+        || OPERATOR_SUFFIXES
+            .iter()
+            .any(|s| rest.eq_ignore_ascii_case(s.as_bytes()))
+}
+
+/// Whether the allow-list entry `allowed` admits `key`.
+fn admits(allowed: &str, key: &str) -> bool {
+    match allowed.strip_suffix("__*") {
+        Some(base) => is_base_or_suffixed(key, base),
+        None => allowed.eq_ignore_ascii_case(key),
+    }
+}
 
 /// Decoded `(key, value)` pairs in client order (forced pairs appended by the rule).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,16 +76,31 @@ impl Query {
         self.pairs.retain(|(k, _)| !k.eq_ignore_ascii_case(key));
     }
 
+    /// Removes every value of a forced `key` and of its operator-suffixed forms
+    /// (`Account.Uid__ne`), in any case.
+    pub fn remove_forced(&mut self, key: &str) {
+        self.pairs.retain(|(k, _)| !is_base_or_suffixed(k, key));
+    }
+
+    /// Every value of `key`, any case, in order.
+    pub fn values<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn push(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.pairs.push((key.into(), value.into()));
     }
 
-    /// First key that is not in `allowed` (compared case-insensitively).
+    /// First key that is not in `allowed` (compared case-insensitively; entries ending in
+    /// `__*` admit the operator-suffixed forms too).
     pub fn first_disallowed<'a>(&'a self, allowed: &[String]) -> Option<&'a str> {
         self.pairs
             .iter()
             .map(|(k, _)| k.as_str())
-            .find(|k| !allowed.iter().any(|a| a.eq_ignore_ascii_case(k)))
+            .find(|k| !allowed.iter().any(|a| admits(a, k)))
     }
 
     /// First value of each key, keys lower-cased: the `query` variable of rule conditions.
@@ -136,6 +178,34 @@ mod tests {
         let q = Query::parse(Some("Limit=1&EMAIL=x"));
         let allowed = vec!["limit".to_string(), "fields".to_string()];
         assert_eq!(q.first_disallowed(&allowed), Some("EMAIL"));
+    }
+
+    #[test]
+    fn operator_suffixes_are_allowed_by_a_star_entry_only() {
+        let allowed = vec!["Created__*".to_string(), "limit".to_string()];
+        let q = Query::parse(Some(
+            "created=1&Created__GT=2&Created__gte=3&created__lt=4&Created__lte=5&Created__ne=6&Created__isnull=true&limit=1",
+        ));
+        assert_eq!(q.first_disallowed(&allowed), None);
+        for bad in ["Created__like=x", "Created__gtx=1", "CreatedX=1", "limit__gt=1"] {
+            assert_eq!(
+                Query::parse(Some(bad)).first_disallowed(&allowed),
+                bad.split('=').next(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn forced_keys_remove_their_suffixed_forms() {
+        let mut q = Query::parse(Some(
+            "Account.Uid__ne=mine&ACCOUNT.UID__ISNULL=true&account.uid=x&Account.UidX=keep&limit=1",
+        ));
+        q.remove_forced("Account.Uid");
+        assert_eq!(
+            q.serialize().as_deref(),
+            Some("Account.UidX=keep&limit=1")
+        );
     }
 
     fn key() -> impl Strategy<Value = String> {

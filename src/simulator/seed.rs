@@ -91,6 +91,10 @@ const ACCOUNTS: [AccountSeed; 3] = [
     },
 ];
 
+/// Memberships beyond each person's first account: (person key, account key, primary). In
+/// Outseta a person can belong to several accounts; their token stays bound to the first.
+const EXTRA_MEMBERSHIPS: [(&str, &str, bool); 1] = [("bob", "globex", false)];
+
 /// (key, name, monthly, annual, family key, active)
 const PLANS: [(&str, &str, f64, f64, &str, bool); 4] = [
     ("basic", "Basic", 49.99, 499.0, "main", true),
@@ -462,6 +466,26 @@ fn seed_account(store: &mut Store, a: &AccountSeed, number: &mut i64) {
     store.insert(account);
 }
 
+fn seed_extra_memberships(store: &mut Store) {
+    for (person, account, primary) in EXTRA_MEMBERSHIPS {
+        let (person_uid, account_uid) = (person_uid(person), account_uid(account));
+        let membership = uid("membership", &format!("{person}:{account}"));
+        let created = days_from_now(-30);
+        store.insert(
+            Entity::new(Kind::PersonAccount, &membership, &created)
+                .with_one("Person", Some(&person_uid))
+                .with_one("Account", Some(&account_uid))
+                .with("IsPrimary", json!(primary))
+                .with("ReceiveInvoices", json!(primary)),
+        );
+        for owner in [&person_uid, &account_uid] {
+            if let Some(e) = store.get_mut(owner) {
+                e.push_many("PersonAccount", &membership);
+            }
+        }
+    }
+}
+
 fn seed_cases(store: &mut Store) {
     for (i, (who, subject, body, status, days_ago)) in CASES.iter().enumerate() {
         let date = days_from_now(-days_ago);
@@ -491,6 +515,7 @@ pub fn store() -> Store {
     for a in &ACCOUNTS {
         seed_account(&mut store, a, &mut number);
     }
+    seed_extra_memberships(&mut store);
     seed_cases(&mut store);
     store
 }
@@ -518,5 +543,15 @@ mod tests {
         assert_eq!(acme.many("Subscriptions").len(), 2);
         assert!(acme.one("CurrentSubscription").is_some());
         assert_eq!(acme.value("AccountStageLabel"), "Subscribing");
+        // Bob belongs to Acme (first, his token's account) and to Globex.
+        let bob = s.person_by_email("bob@example.com").unwrap();
+        let accounts: Vec<&str> = bob
+            .many("PersonAccount")
+            .iter()
+            .filter_map(|m| s.get(m)?.one("Account"))
+            .collect();
+        assert_eq!(accounts, [account_uid("acme"), account_uid("globex")]);
+        let globex = s.get_kind(Kind::Account, &account_uid("globex")).unwrap();
+        assert_eq!(globex.many("PersonAccount").len(), 3);
     }
 }

@@ -1,11 +1,32 @@
-//! Header hygiene between the client and Outseta (spec §4).
+//! Header hygiene between the client and Outseta.
 //!
-//! Upstream requests never carry the client's `Authorization`, `Cookie`,
-//! `Proxy-Authorization`, `Host` or hop-by-hop headers; the rule's credential is set by the
-//! forwarder after this. Responses lose hop-by-hop headers and `Set-Cookie` (cookies for
-//! Outseta's domain make no sense on the gateway's).
+//! # Guarantees
+//! - Upstream requests carry only the client headers named in `[outseta] forward_headers`
+//!   (an allow-list, compared case-insensitively) and, when the body is forwarded as sent,
+//!   its `Content-Length`; everything else — method overrides, URL rewrites, client-IP claims,
+//!   `Range`, `If-*`, `Cache-Control`, `Expect`, cookies, the client's `Authorization` — is
+//!   dropped. The forwarder sets the request id and the rule's credential after this.
+//! - On a cacheable rule only the trace headers ([`TRACE_HEADERS`]) of the list travel, so
+//!   every caller's request for one cache key is the same upstream request.
+//! - [`refused_forward_header`] names the headers the list may never contain; config
+//!   validation refuses them.
+//! - Responses lose hop-by-hop headers and `Set-Cookie` (cookies for Outseta's domain make
+//!   no sense on the gateway's).
 
 use http::header::{self, HeaderMap, HeaderName};
+
+/// The default `forward_headers`.
+pub const DEFAULT_FORWARD_HEADERS: &[&str] = &[
+    "accept",
+    "accept-language",
+    "content-type",
+    "traceparent",
+    "tracestate",
+];
+
+/// W3C trace context: the only listed headers forwarded on cacheable rules (they do not
+/// change the answer).
+pub const TRACE_HEADERS: &[&str] = &["traceparent", "tracestate"];
 
 const HOP_BY_HOP: &[HeaderName] = &[
     header::CONNECTION,
@@ -21,6 +42,71 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || name == "keep-alive" || name == "proxy-connection"
 }
 
+/// Why `name` may not be in `forward_headers`, or `None` when it may.
+pub fn refused_forward_header(name: &HeaderName) -> Option<&'static str> {
+    let n = name.as_str();
+    if *name == header::AUTHORIZATION || *name == header::COOKIE {
+        return Some("the client's credentials never reach Outseta (the rule's credential is set)");
+    }
+    if *name == header::HOST {
+        return Some("Host is the upstream's");
+    }
+    if is_hop_by_hop(name) || *name == header::CONTENT_LENGTH {
+        return Some("hop-by-hop and framing headers are set by the gateway");
+    }
+    if matches!(
+        n,
+        "x-http-method-override" | "x-http-method" | "x-method-override"
+    ) {
+        return Some("a method override would turn the judged request into another");
+    }
+    if matches!(n, "x-original-url" | "x-rewrite-url") {
+        return Some("a URL rewrite would turn the judged request into another");
+    }
+    if n == "forwarded"
+        || n.starts_with("x-forwarded-")
+        || matches!(n, "x-real-ip" | "x-client-ip" | "true-client-ip")
+    {
+        return Some("client-IP claims from the client are not passed on");
+    }
+    if n == "x-request-id" {
+        return Some("the gateway sets the request id itself");
+    }
+    None
+}
+
+/// Copies the client's headers that may go upstream: those in `allow` (only the trace
+/// headers among them when `cacheable`), plus `Content-Length` when `keep_content_length`.
+/// A listed name that the client's `Connection` header names is hop-by-hop for this message
+/// and stays behind.
+pub fn upstream_request(
+    client: &HeaderMap,
+    allow: &[HeaderName],
+    cacheable: bool,
+    keep_content_length: bool,
+) -> HeaderMap {
+    // room for what the forwarder adds: the request id, the credential, `Accept-Encoding`
+    let mut out = HeaderMap::with_capacity(allow.len() + 4);
+    let listed = if client.contains_key(header::CONNECTION) {
+        connection_listed(client)
+    } else {
+        Vec::new()
+    };
+    for (name, value) in client {
+        let pass = if *name == header::CONTENT_LENGTH {
+            keep_content_length
+        } else {
+            allow.contains(name)
+                && (!cacheable || TRACE_HEADERS.contains(&name.as_str()))
+                && !listed.contains(name)
+        };
+        if pass {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
 /// Names listed in `Connection` (they are hop-by-hop for this message too).
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
@@ -30,26 +116,6 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .flat_map(|v| v.split(','))
         .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
         .collect()
-}
-
-/// Copies the client's headers that may go upstream.
-pub fn upstream_request(client: &HeaderMap, keep_content_length: bool) -> HeaderMap {
-    let listed = connection_listed(client);
-    // room for what the forwarder adds: the request id, the credential, `Accept-Encoding`
-    let mut out = HeaderMap::with_capacity(client.len() + 3);
-    for (name, value) in client {
-        if is_hop_by_hop(name)
-            || listed.contains(name)
-            || name == header::AUTHORIZATION
-            || name == header::COOKIE
-            || name == header::HOST
-            || (name == header::CONTENT_LENGTH && !keep_content_length)
-        {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
-    out
 }
 
 /// Strips what must not travel back to the client.
@@ -72,27 +138,91 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    #[test]
-    fn strips_credentials_and_hop_by_hop() {
+    fn default_list() -> Vec<HeaderName> {
+        DEFAULT_FORWARD_HEADERS
+            .iter()
+            .map(|n| HeaderName::from_static(n))
+            .collect()
+    }
+
+    fn attack() -> HeaderMap {
         let mut h = HeaderMap::new();
-        h.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer x"));
-        h.insert(header::COOKIE, HeaderValue::from_static("a=b"));
-        h.insert(
-            header::PROXY_AUTHORIZATION,
-            HeaderValue::from_static("Basic x"),
-        );
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret-hop"),
-        );
-        h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(header::HOST, HeaderValue::from_static("gw"));
-        h.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
-        let out = upstream_request(&h, false);
-        assert_eq!(out.len(), 1, "{out:?}");
-        assert!(out.contains_key(header::ACCEPT));
-        assert!(upstream_request(&h, true).contains_key(header::CONTENT_LENGTH));
+        for (name, value) in [
+            ("authorization", "bearer x"),
+            ("cookie", "a=b"),
+            ("proxy-authorization", "Basic x"),
+            ("connection", "keep-alive, x-secret-hop, accept-language"),
+            ("x-secret-hop", "1"),
+            ("host", "gw"),
+            ("x-http-method-override", "DELETE"),
+            ("x-original-url", "/api/v1/crm/people/other"),
+            ("x-rewrite-url", "/api/v1/crm/people/other"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("range", "bytes=0-1"),
+            ("if-none-match", "\"x\""),
+            ("cache-control", "no-cache"),
+            ("expect", "100-continue"),
+            ("accept", "application/json"),
+            ("accept-language", "de"),
+            ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            ("content-length", "2"),
+        ] {
+            h.append(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        h
+    }
+
+    fn names(h: &HeaderMap) -> Vec<&str> {
+        let mut n: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        n.sort_unstable();
+        n
+    }
+
+    #[test]
+    fn only_listed_headers_travel() {
+        let h = attack();
+        let out = upstream_request(&h, &default_list(), false, false);
+        assert_eq!(names(&out), ["accept", "traceparent"], "accept-language is named in Connection");
+        let out = upstream_request(&h, &default_list(), false, true);
+        assert!(out.contains_key(header::CONTENT_LENGTH));
+        assert!(upstream_request(&h, &[], false, false).is_empty());
+    }
+
+    #[test]
+    fn cacheable_rules_forward_only_trace_headers() {
+        let out = upstream_request(&attack(), &default_list(), true, false);
+        assert_eq!(names(&out), ["traceparent"]);
+    }
+
+    #[test]
+    fn credentials_framing_overrides_and_ip_claims_are_refused_in_the_list() {
+        for refused in [
+            "authorization",
+            "cookie",
+            "host",
+            "connection",
+            "transfer-encoding",
+            "keep-alive",
+            "content-length",
+            "x-http-method-override",
+            "x-original-url",
+            "x-rewrite-url",
+            "forwarded",
+            "x-forwarded-for",
+            "x-request-id",
+        ] {
+            assert!(
+                refused_forward_header(&HeaderName::from_static(refused)).is_some(),
+                "{refused}"
+            );
+        }
+        for ok in DEFAULT_FORWARD_HEADERS {
+            assert_eq!(refused_forward_header(&HeaderName::from_static(ok)), None);
+        }
     }
 
     #[test]
