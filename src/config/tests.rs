@@ -142,3 +142,67 @@ audience = "sim"
         "127.0.0.1:9"
     );
 }
+
+#[test]
+fn forward_headers_default_and_refusals() {
+    let c = Config::from_toml(MINIMAL, "test").unwrap();
+    let names: Vec<&str> = c.outseta.forward_headers.iter().map(|h| h.as_str()).collect();
+    assert_eq!(
+        names,
+        ["accept", "accept-language", "content-type", "traceparent", "tracestate"]
+    );
+    let with = |list: &str| {
+        MINIMAL.replace(
+            "[outseta]\n",
+            &format!("[outseta]\nforward_headers = {list}\n"),
+        )
+    };
+    let c = Config::from_toml(&with(r#"["Accept", "X-Custom", "accept"]"#), "test").unwrap();
+    let names: Vec<&str> = c.outseta.forward_headers.iter().map(|h| h.as_str()).collect();
+    assert_eq!(names, ["accept", "x-custom"]);
+    for refused in [
+        "Authorization",
+        "cookie",
+        "Host",
+        "connection",
+        "transfer-encoding",
+        "X-HTTP-Method-Override",
+        "X-Original-URL",
+        "X-Forwarded-For",
+        "Forwarded",
+        "not a header",
+    ] {
+        let err = Config::from_toml(&with(&format!("[{refused:?}]")), "test")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`forward_headers`"), "{refused}: {err}");
+        assert!(err.contains(refused), "{refused}: {err}");
+    }
+}
+
+#[test]
+fn fields_allow_is_checked_at_load() {
+    let rule = |extra: &str| {
+        format!(
+            "[outseta]\ndomain = \"x.outseta.com\"\n[[rule]]\nname = \"r\"\nmethods = [\"GET\"]\npath = \"/a\"\n{extra}\n"
+        )
+    };
+    assert!(Config::from_toml(&rule(r#"query_allow = ["fields"]
+fields_allow = ["*", "Plan.*"]"#), "t").is_ok());
+    for (bad, says) in [
+        (r#"fields_allow = ["A..B"]"#, "`fields_allow`"),
+        (r#"fields_allow = ["Pl*n"]"#, "`fields_allow`"),
+        (
+            "query_allow = [\"limit\"]\nfields_allow = [\"*\"]",
+            "clients cannot send `fields`",
+        ),
+        (
+            "query_set = { fields = \"'*'\" }\nfields_allow = [\"*\"]",
+            "clients cannot send `fields`",
+        ),
+        (r#"query_allow = ["__*"]"#, "no field name"),
+    ] {
+        let err = Config::from_toml(&rule(bad), "t").unwrap_err().to_string();
+        assert!(err.contains(says), "{bad}: {err}");
+    }
+}

@@ -192,3 +192,39 @@ fn response_checks() {
     ));
     assert!(rule.check_response(rs.root(), &input, &shallow).is_err());
 }
+
+#[test]
+fn fields_default_is_one_segment_and_malformed_is_400() {
+    let rs = set();
+    assert!(decide(&rs, "GET", "/api/v1/billing/subscriptions?fields=*,Uid").is_ok());
+    let traversal = decide(
+        &rs,
+        "GET",
+        "/api/v1/billing/subscriptions?fields=Uid,Account.PersonAccount.Person.Email",
+    );
+    let Err(d) = traversal else {
+        panic!("traversal allowed")
+    };
+    assert!(matches!(d, Denial::FieldNotAllowed { ref path, .. } if path == "Account.PersonAccount.Person.Email"));
+    assert!(!d.is_malformed());
+    assert!(d.to_string().contains("Account.PersonAccount.Person.Email"));
+    // every value of a repeated `fields`, in any key case
+    assert!(matches!(
+        decide(&rs, "GET", "/api/v1/billing/subscriptions?fields=Uid&FIELDS=Account.Uid"),
+        Err(Denial::FieldNotAllowed { .. })
+    ));
+    let malformed = decide(&rs, "GET", "/api/v1/billing/subscriptions?fields=Uid,,Name");
+    assert!(matches!(malformed, Err(ref d) if d.is_malformed()), "{malformed:?}");
+}
+
+#[test]
+fn forced_keys_drop_suffixed_client_filters() {
+    let rs = set();
+    let (_, q) = decide(
+        &rs,
+        "GET",
+        "/api/v1/billing/subscriptions?Account.Uid__ne=acct&limit=5",
+    )
+    .unwrap();
+    assert_eq!(q.as_deref(), Some("limit=5&Account.Uid=acct"));
+}
