@@ -508,12 +508,17 @@ async fn bearer_callers_are_scoped_on_subscriptions_and_invoices() {
         )
         .await
         .json();
-    assert_eq!(subs["metadata"]["total"], 2);
-    assert!(
-        items(&subs)
-            .iter()
-            .all(|s| s["Account"]["Uid"] == acme.as_str())
-    );
+    // Every account Bob is related to: Acme's two subscriptions and Globex's one.
+    let globex = sim.user("carol@example.com").account_uid.clone();
+    assert_eq!(subs["metadata"]["total"], 3);
+    let mut accounts: Vec<&str> = items(&subs)
+        .iter()
+        .filter_map(|s| s["Account"]["Uid"].as_str())
+        .collect();
+    accounts.sort_unstable();
+    let mut want = vec![acme.as_str(), acme.as_str(), globex.as_str()];
+    want.sort_unstable();
+    assert_eq!(accounts, want);
     // A member who is not the primary contact sees no invoices; the primary sees theirs.
     let none = sim.get("/api/v1/billing/invoices", Some(&bob)).await.json();
     assert_eq!(none["metadata"]["total"], 0);

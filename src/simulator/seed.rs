@@ -8,6 +8,8 @@
 //! - Every person's password is [`PASSWORD`]; emails are `<firstname>@example.com`.
 //! - Every account has a current subscription and at least one invoice; Acme also has an
 //!   expired earlier subscription.
+//! - Bob (Acme, not primary) is also a member of Globex: a person in two accounts, as Outseta
+//!   allows. His token is bound to Acme, his first account.
 
 use serde_json::{Value, json};
 
