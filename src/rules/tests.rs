@@ -228,3 +228,99 @@ fn forced_keys_drop_suffixed_client_filters() {
     .unwrap();
     assert_eq!(q.as_deref(), Some("limit=5&Account.Uid=acct"));
 }
+
+mod default_rules_fields {
+    use super::*;
+    use proptest::prelude::*;
+
+    static PRODUCTION: std::sync::LazyLock<Arc<RuleSet>> = std::sync::LazyLock::new(|| {
+        Config::from_toml(include_str!("../../config/gateway.toml"), "gateway.toml")
+            .unwrap()
+            .rules
+    });
+
+    /// A request each default rule allows for Bob (not primary: the invoice rules refuse him
+    /// before `fields` is read, and they force `fields` anyway).
+    fn allowed_paths() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("GET", "/api/v1/profile"),
+            ("PUT", "/api/v1/profile"),
+            ("GET", "/api/v1/crm/people/bob"),
+            ("GET", "/api/v1/crm/accounts/acme"),
+            ("GET", "/api/v1/billing/subscriptions"),
+            ("GET", "/api/v1/support/cases"),
+            ("POST", "/api/v1/support/cases"),
+            ("GET", "/api/v1/billing/plans"),
+            ("GET", "/api/v1/billing/plans/p1"),
+            ("GET", "/api/v1/billing/planfamilies"),
+            ("GET", "/api/v1/billing/planfamilies/f1"),
+        ]
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("*".to_string()),
+            Just("Uid".to_string()),
+            Just("Email".to_string()),
+            Just("PersonAccount".to_string()),
+            Just("Person".to_string()),
+            Just("Account".to_string()),
+            Just("PrimaryContact".to_string()),
+            Just("Plan".to_string()),
+            Just("FromPerson".to_string()),
+            "[A-Za-z_*,. %]{0,3}",
+            "\\PC{0,2}",
+        ]
+    }
+
+    fn fields_value() -> impl Strategy<Value = String> {
+        prop::collection::vec(prop::collection::vec(segment(), 1..6), 1..4).prop_map(|paths| {
+            paths
+                .iter()
+                .map(|p| p.join("."))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+    }
+
+    proptest! {
+        /// On every default rule that takes `fields`: 400, 403, or every requested path is
+        /// matched by one of the rule's own `fields_allow` patterns.
+        #[test]
+        fn every_default_rule_refuses_or_allows_only_listed_paths(
+            value in fields_value(),
+            which in 0usize..11,
+        ) {
+            let rs = &*PRODUCTION;
+            let (method, path) = allowed_paths()[which];
+            let claims = claims_value(&serde_json::json!({
+                "sub": "bob", "outseta:accountUid": "acme", "outseta:isPrimary": "0"
+            }));
+            let method = Method::from_bytes(method.as_bytes()).unwrap();
+            let canon = canonicalize(path).unwrap();
+            let (i, params) = rs.find(&method, &canon).expect("a default rule");
+            let rule = rs.rule(i).unwrap();
+            let patterns = rule.fields.patterns().expect("an explicit fields_allow");
+            let mut query = Query::default();
+            query.push("fields", value.clone());
+            let input = Input { claims: &claims, params: &params, query: &query, method: method.as_str() };
+            match rule.authorize(rs.root(), &input) {
+                Err(d) if d.is_malformed() => {}
+                Err(Denial::FieldNotAllowed { .. }) => {}
+                Err(other) => prop_assert!(false, "{path} {value:?}: {other}"),
+                Ok(q) => {
+                    let sent = q.values("fields").collect::<Vec<_>>().join(",");
+                    for requested in sent.split(',') {
+                        let segs: Vec<&str> = requested.split('.').collect();
+                        let covered = patterns.iter().any(|p| {
+                            let ps: Vec<&str> = p.split('.').collect();
+                            ps.len() == segs.len()
+                                && ps.iter().zip(&segs).all(|(p, s)| *p == "*" || p.eq_ignore_ascii_case(s))
+                        });
+                        prop_assert!(covered, "{path}: {requested:?} forwarded, not in {patterns:?}");
+                    }
+                }
+            }
+        }
+    }
+}
