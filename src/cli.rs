@@ -1,4 +1,4 @@
-//! Command line (spec §2).
+//! Command line: the subcommands, their options and defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -70,6 +70,12 @@ pub struct ExplainArgs {
     /// The claims as a JSON object.
     #[arg(long)]
     pub claims: Option<String>,
+    /// A request body (body rules are applied to it as `serve` would).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Print the decision as one JSON object.
+    #[arg(long)]
+    pub json: bool,
     /// HTTP method, e.g. GET.
     pub method: String,
     /// Path and query, e.g. "/api/v1/crm/people/abc?fields=*".

@@ -174,7 +174,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match explain::explain(&config, &a.method, &a.path_and_query, claims) {
+            match explain::explain(
+                &config,
+                &a.method,
+                &a.path_and_query,
+                claims,
+                a.body.as_deref(),
+                a.json,
+            ) {
                 Ok(report) => {
                     print!("{report}");
                     ExitCode::SUCCESS
