@@ -579,3 +579,122 @@ pub fn render_text(d: &Decision) -> String {
     let _ = writeln!(out, "cache:       {}", rule.cache);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[outseta]
+domain = "yourco.outseta.com"
+upstream = "https://yourco.outseta.com/base"
+
+[[rule]]
+name = "open a support case"
+methods = ["POST"]
+path = "/api/v1/support/cases"
+body_allow = ["Subject"]
+body_set = { "FromPerson" = "{'Uid': claims.sub}" }
+
+[[rule]]
+name = "read plan"
+methods = ["GET"]
+path = "/api/v1/billing/plans/{uid}"
+auth = "optional"
+credential = "none"
+cache = "5m"
+"#;
+
+    fn probe(method: Method, pq: &str, body: Option<&str>) -> Probe {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, http::HeaderValue::from_static("a=b"));
+        headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("9"));
+        Probe {
+            method,
+            path_and_query: pq.to_string(),
+            claims: serde_json::json!({"sub": "P1"}),
+            headers,
+            body: body.map(|b| b.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn rewritten_body_and_the_headers_serve_sets() {
+        let config = Config::from_toml(CONFIG, "t").unwrap();
+        let d = decide(
+            &config,
+            &probe(
+                Method::POST,
+                "/api/v1/support/cases",
+                Some(r#"{"Subject":"s"}"#),
+            ),
+        );
+        assert!(d.allowed(), "{d:?}");
+        let up = d.upstream.unwrap();
+        // The base path of `[outseta] upstream` is part of the forwarded target.
+        assert_eq!(up.target, "/base/api/v1/support/cases");
+        let body: serde_json::Value = serde_json::from_str(up.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"Subject": "s", "FromPerson": {"Uid": "P1"}})
+        );
+        assert_eq!(up.headers["content-type"], "application/json");
+        assert_eq!(up.headers["authorization"], "Outseta <api key>:<secret>");
+        assert!(!up.headers.contains_key("cookie"));
+        // The body changed, so the client's Content-Length is not forwarded.
+        assert!(!up.headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn no_credential_and_cache_ask_for_identity() {
+        let config = Config::from_toml(CONFIG, "t").unwrap();
+        let mut p = probe(Method::GET, "/api/v1/billing/plans/X", None);
+        p.claims = serde_json::json!({});
+        let d = decide(&config, &p);
+        let up = d.upstream.as_ref().unwrap();
+        assert!(!up.headers.contains_key("authorization"));
+        assert_eq!(up.headers["accept-encoding"], "identity");
+        assert_eq!(d.rule.as_ref().unwrap().cache, "5m");
+        let text = render_text(&d);
+        assert!(text.contains("decision:    allow"), "{text}");
+        assert!(
+            text.contains(
+                "upstream:    GET https://yourco.outseta.com/base/api/v1/billing/plans/X"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refusals_carry_gateway_error_codes() {
+        let config = Config::from_toml(CONFIG, "t").unwrap();
+        let cases = [
+            (Method::GET, "/api/v1/x/../y", None, 400, "bad_request"),
+            (Method::GET, "/api/v1/other", None, 403, "forbidden"),
+            (Method::GET, "/other", None, 404, "not_found"),
+            (
+                Method::POST,
+                "/api/v1/support/cases",
+                Some("[1]"),
+                400,
+                "bad_request",
+            ),
+            (
+                Method::POST,
+                "/api/v1/support/cases",
+                Some(r#"{"Body":"x"}"#),
+                403,
+                "forbidden",
+            ),
+        ];
+        for (m, pq, body, status, code) in cases {
+            let d = decide(&config, &probe(m, pq, body));
+            assert_eq!((d.status, d.code), (Some(status), Some(code)), "{pq}");
+            assert!(d.upstream.is_none());
+        }
+        let mut p = probe(Method::POST, "/api/v1/support/cases", None);
+        p.claims = serde_json::json!({});
+        let d = decide(&config, &p);
+        assert_eq!(d.code, Some("missing_token"));
+    }
+}
