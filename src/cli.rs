@@ -1,4 +1,4 @@
-//! Command line (spec §2).
+//! Command line: the subcommands, their options and defaults.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -42,6 +42,9 @@ pub enum Command {
     Check(ConfigArg),
     /// Print the decision for one request, offline.
     Explain(ExplainArgs),
+    /// Run files of expected decisions (`[[case]]`) against the rules, offline; exit 0 only
+    /// when every case passes.
+    Test(TestArgs),
     /// Run the built-in Outseta simulator alone.
     Simulate(SimulateArgs),
     /// Run the simulator and a gateway in front of it with config/demo.toml; print demo
@@ -70,10 +73,25 @@ pub struct ExplainArgs {
     /// The claims as a JSON object.
     #[arg(long)]
     pub claims: Option<String>,
+    /// A request body (body rules are applied to it as `serve` would).
+    #[arg(long)]
+    pub body: Option<String>,
+    /// Print the decision as one JSON object.
+    #[arg(long)]
+    pub json: bool,
     /// HTTP method, e.g. GET.
     pub method: String,
     /// Path and query, e.g. "/api/v1/crm/people/abc?fields=*".
     pub path_and_query: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// TOML files of `[[case]]` tables.
+    #[arg(required = true)]
+    pub cases: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -153,7 +153,8 @@ impl GatewayError {
         }
     }
 
-    fn detail(&self) -> String {
+    /// The problem's `detail` text: never a token, key, secret or upstream body.
+    pub fn detail(&self) -> String {
         match self {
             Self::BadRequest(d) => d.clone(),
             Self::Unauthorized(e) => e.to_string(),

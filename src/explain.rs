@@ -1,18 +1,37 @@
-//! `explain`: the decision for one request, offline, with the same rule code `serve` runs.
+//! `explain`: the decision for one request, offline, with the same code `serve` runs.
 //!
-//! Never prints the API key or secret: the credential is named, not shown.
+//! # Guarantees
+//! - [`decide`] is pure (no IO, no clock) and takes the steps `serve` takes, through the same
+//!   functions: [`canonicalize`] (400 before any rule), [`RuleSet::find`] and
+//!   [`crate::proxy::route::no_rule`] (403 under `/api/v1`, 404 elsewhere), the rule's `auth`
+//!   mode (401 `missing_token` when a required token is absent), [`Rule::authorize`] (`when`,
+//!   `query_set`, `query_allow`), [`Rule::rewrite_body`] (400 / 403), and
+//!   [`crate::proxy::forward::upstream_uri`] for the forwarded target.
+//! - Every refusal's status, code and detail come from [`GatewayError`]: a code is defined
+//!   there and nowhere else.
+//! - A [`Decision`] never holds the API key or secret, nor a token: the credential is named,
+//!   and an `Authorization` header upstream is shown as a placeholder.
+//! - The text and the `--json` output are two renderings of the same [`Decision`].
+//! - What `decide` cannot know offline is not judged: signatures and expiry (a token is
+//!   decoded without verification, and says so in `notes`), `response_when` (it needs the
+//!   response), rate limits and the body size limit.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use http::Method;
+use http::{HeaderMap, Method, header};
+use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::config::Config;
+use crate::error::GatewayError;
+use crate::proxy::context::Plan;
 use crate::rules::canon::canonicalize;
 use crate::rules::expr::{Input, claims_value};
 use crate::rules::query::Query;
-use crate::rules::{AuthMode, CacheMode, Credential};
+use crate::rules::{AuthMode, BodyOutcome, CacheMode, Credential, Rule, RuleSet};
 
 /// Where the claims come from.
 pub enum ClaimsFrom<'a> {
@@ -20,6 +39,105 @@ pub enum ClaimsFrom<'a> {
     Token(&'a str),
     /// A JSON object.
     Json(&'a str),
+}
+
+/// One request to judge offline.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub method: Method,
+    /// Path and optional query, as the client sends it (`/api/v1/x?a=b`).
+    pub path_and_query: String,
+    /// The token's payload (a JSON object); `{}` means no token was sent.
+    pub claims: serde_json::Value,
+    /// The client's request headers (without `Authorization`: the claims stand for the token).
+    pub headers: HeaderMap,
+    /// The request body, if any.
+    pub body: Option<Vec<u8>>,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+/// The matched rule, as configured.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleInfo {
+    /// 1-based position of the rule in the file.
+    pub index: usize,
+    pub name: String,
+    pub methods: Vec<String>,
+    pub path: String,
+    pub auth: &'static str,
+    pub when: Option<String>,
+    pub query_allow: Option<Vec<String>>,
+    /// Forced query values: key → CEL source.
+    pub query_set: BTreeMap<String, String>,
+    pub body_allow: Option<Vec<String>>,
+    /// Forced body keys: key → CEL source.
+    pub body_set: BTreeMap<String, String>,
+    pub response_when: Option<String>,
+    pub credential: &'static str,
+    /// `off`, a TTL such as `1m`, or `default (30s)`.
+    pub cache: String,
+}
+
+/// The request that would go to Outseta.
+#[derive(Debug, Clone, Serialize)]
+pub struct Upstream {
+    pub method: String,
+    /// Path and query exactly as forwarded (any base path of `[outseta] upstream` included).
+    pub target: String,
+    /// The full URL.
+    pub url: String,
+    /// `api_key`, `user` or `none` (the key itself is never shown).
+    pub credential: &'static str,
+    /// The body sent upstream (rewritten when the rule has body rules), if a body was given.
+    pub body: Option<String>,
+    /// The values `body_set` forces for these claims, when the rule has body rules.
+    pub forced_body: Option<serde_json::Value>,
+    /// Headers sent upstream (lower-case names). `authorization` holds a placeholder, never a
+    /// credential; the per-request `x-request-id` is not listed.
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The outcome of [`decide`]. Serialised as the `explain --json` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct Decision {
+    /// `METHOD path?query` as given.
+    pub request: String,
+    pub decision: Verdict,
+    /// The refusal's HTTP status (absent when allowed).
+    pub status: Option<u16>,
+    /// The refusal's problem code, e.g. `forbidden` (absent when allowed).
+    pub code: Option<&'static str>,
+    /// The refusal's problem detail (absent when allowed).
+    pub detail: Option<String>,
+    /// The rule that decided, when one matched.
+    pub rule: Option<RuleInfo>,
+    /// Captured path parameters.
+    pub path_params: BTreeMap<String, String>,
+    /// What would be forwarded (allowed requests only).
+    pub upstream: Option<Upstream>,
+    /// Caveats: how the claims were obtained, what was not judged.
+    pub notes: Vec<String>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.decision == Verdict::Allow
+    }
+
+    fn refuse(&mut self, e: GatewayError) {
+        let (status, code, _) = e.parts();
+        self.decision = Verdict::Deny;
+        self.status = Some(status.as_u16());
+        self.code = Some(code);
+        self.detail = Some(e.detail());
+    }
 }
 
 /// Decodes a JWT payload without verification.
@@ -34,22 +152,18 @@ fn decode_unverified(token: &str) -> Result<serde_json::Value, String> {
     serde_json::from_slice(&bytes).map_err(|_| "the token payload is not JSON".to_string())
 }
 
-/// Builds the report. `Err` is a usage problem (bad method, bad claims).
-pub fn explain(
+/// The claims for `explain`, with the notes they call for. `Err` is a usage problem.
+pub fn claims_from(
     config: &Config,
-    method: &str,
-    path_and_query: &str,
-    claims: ClaimsFrom<'_>,
-) -> Result<String, String> {
-    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| format!("invalid method {method:?}"))?;
-    let mut out = String::new();
-    let claims_json = match claims {
+    from: ClaimsFrom<'_>,
+) -> Result<(serde_json::Value, Vec<String>), String> {
+    let mut notes = Vec::new();
+    let claims = match from {
         ClaimsFrom::Token(t) => {
             let c = decode_unverified(t)?;
-            let _ = writeln!(
-                out,
-                "token:       decoded WITHOUT verifying its signature (explain never checks signatures)"
+            notes.push(
+                "token decoded WITHOUT verifying its signature (explain never checks signatures)"
+                    .to_string(),
             );
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -58,11 +172,10 @@ pub fn explain(
             if let Some(exp) = c.get("exp").and_then(|e| e.as_u64())
                 && exp < now
             {
-                let _ = writeln!(
-                    out,
-                    "             note: this token expired {}s ago; serve would answer 401",
+                notes.push(format!(
+                    "this token expired {}s ago; serve would answer 401",
                     now - exp
-                );
+                ));
             }
             for (claim, want) in [
                 ("iss", &config.outseta.issuer),
@@ -71,10 +184,9 @@ pub fn explain(
                 if let Some(v) = c.get(claim).and_then(|v| v.as_str())
                     && v != want
                 {
-                    let _ = writeln!(
-                        out,
-                        "             note: {claim} is {v:?}, the gateway accepts {want:?}; serve would answer 401"
-                    );
+                    notes.push(format!(
+                        "{claim} is {v:?}, the gateway accepts {want:?}; serve would answer 401"
+                    ));
                 }
             }
             c
@@ -83,161 +195,506 @@ pub fn explain(
             serde_json::from_str(j).map_err(|e| format!("--claims is not JSON: {e}"))?
         }
     };
-    if !claims_json.is_object() {
+    if !claims.is_object() {
         return Err("the claims must be a JSON object".into());
     }
-    let (raw_path, raw_query) = match path_and_query.split_once('?') {
-        Some((p, q)) => (p, Some(q)),
-        None => (path_and_query, None),
+    Ok((claims, notes))
+}
+
+/// Builds the `explain` report: text, or one JSON object with `json`. `Err` is a usage
+/// problem (bad method, bad claims).
+pub fn explain(
+    config: &Config,
+    method: &str,
+    path_and_query: &str,
+    claims: ClaimsFrom<'_>,
+    body: Option<&str>,
+    json: bool,
+) -> Result<String, String> {
+    let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("invalid method {method:?}"))?;
+    let (claims, notes) = claims_from(config, claims)?;
+    let probe = Probe {
+        method,
+        path_and_query: path_and_query.to_string(),
+        claims,
+        headers: HeaderMap::new(),
+        body: body.map(|b| b.as_bytes().to_vec()),
     };
-    let _ = writeln!(out, "request:     {method} {path_and_query}");
+    let mut decision = decide(config, &probe);
+    decision.notes.splice(0..0, notes);
+    if json {
+        let mut out = serde_json::to_string_pretty(&decision)
+            .map_err(|e| format!("cannot render the decision: {e}"))?;
+        out.push('\n');
+        Ok(out)
+    } else {
+        Ok(render_text(&decision))
+    }
+}
+
+fn cache_text(config: &Config, mode: CacheMode) -> String {
+    match mode {
+        CacheMode::Off => "off".to_string(),
+        CacheMode::Default => format!("default ({})", humantime::format_duration(config.cache.ttl)),
+        CacheMode::Ttl(t) => humantime::format_duration(t).to_string(),
+    }
+}
+
+fn rule_info(config: &Config, index: usize, rule: &Rule) -> RuleInfo {
+    RuleInfo {
+        index: index + 1,
+        name: rule.name.to_string(),
+        methods: rule
+            .methods
+            .iter()
+            .map(|m| m.as_str().to_string())
+            .collect(),
+        path: rule.template.as_str().to_string(),
+        auth: match rule.auth {
+            AuthMode::Required => "required",
+            AuthMode::Optional => "optional",
+            AuthMode::None => "none",
+        },
+        when: rule.when.as_ref().map(|w| w.source().to_string()),
+        query_allow: rule.query_allow.clone(),
+        query_set: rule
+            .query_set
+            .iter()
+            .map(|(k, e)| (k.clone(), e.source().to_string()))
+            .collect(),
+        body_allow: rule.body_allow.clone(),
+        body_set: rule
+            .body_set
+            .iter()
+            .map(|(k, e)| (k.clone(), e.source().to_string()))
+            .collect(),
+        response_when: rule.response_when.as_ref().map(|r| r.source().to_string()),
+        credential: rule.credential.as_str(),
+        cache: cache_text(config, rule.cache),
+    }
+}
+
+/// Judges one request offline, as `serve` would (see the module's guarantees).
+pub fn decide(config: &Config, probe: &Probe) -> Decision {
+    let mut d = Decision {
+        request: format!("{} {}", probe.method, probe.path_and_query),
+        decision: Verdict::Allow,
+        status: None,
+        code: None,
+        detail: None,
+        rule: None,
+        path_params: BTreeMap::new(),
+        upstream: None,
+        notes: Vec::new(),
+    };
+    let (raw_path, raw_query) = match probe.path_and_query.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (probe.path_and_query.as_str(), None),
+    };
     let path = match canonicalize(raw_path) {
         Ok(p) => p,
         Err(e) => {
-            let _ = writeln!(
-                out,
-                "decision:    deny — 400 bad_request: {e} (refused before any rule is tried)"
-            );
-            return Ok(out);
+            d.refuse(e.into());
+            return d;
         }
     };
-    let rules = &config.rules;
-    let Some((index, params)) = rules.find(&method, &path) else {
-        let api = path.as_str().to_ascii_lowercase().starts_with("/api/v1/");
-        let _ = writeln!(
-            out,
-            "decision:    deny — {} (no rule matches {method} {}; default deny)",
-            if api {
-                "403 forbidden"
-            } else {
-                "404 not_found"
-            },
-            path.as_str()
-        );
-        return Ok(out);
+    let rules: &RuleSet = &config.rules;
+    let found = rules
+        .find(&probe.method, &path)
+        .and_then(|(i, params)| rules.rule(i).map(|r| (i, r, params)));
+    let Some((index, rule, params)) = found else {
+        d.refuse(crate::proxy::route::no_rule(&path));
+        return d;
     };
-    let Some(rule) = rules.rule(index) else {
-        return Err("internal: rule index".into());
-    };
-    let _ = writeln!(
-        out,
-        "rule:        #{} {:?} ({} {})",
-        index + 1,
-        &*rule.name,
-        join_methods(&rule.methods),
-        rule.template.as_str()
-    );
-    if !params.is_empty() {
-        let p: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let _ = writeln!(out, "path params: {}", p.join(", "));
-    }
+    d.rule = Some(rule_info(config, index, rule));
+    d.path_params = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+
+    let no_token = probe.claims.as_object().is_none_or(|m| m.is_empty());
     let claims = match rule.auth {
-        AuthMode::None => {
-            let _ = writeln!(
-                out,
-                "auth:        none (any token is ignored and stripped; claims = {{}})"
-            );
-            claims_value(&serde_json::json!({}))
+        AuthMode::None => claims_value(&serde_json::json!({})),
+        AuthMode::Required if no_token => {
+            d.refuse(AuthError::Missing.into());
+            return d;
         }
-        AuthMode::Optional => {
-            let _ = writeln!(out, "auth:        optional (verified if sent)");
-            claims_value(&claims_json)
-        }
-        AuthMode::Required => {
-            let _ = writeln!(out, "auth:        required");
-            claims_value(&claims_json)
-        }
+        AuthMode::Optional | AuthMode::Required => claims_value(&probe.claims),
     };
-    if let Some(w) = &rule.when {
-        let _ = writeln!(out, "when:        {}", w.source());
-    }
     let query = Query::parse(raw_query);
     let input = Input {
         claims: &claims,
         params: &params,
         query: &query,
-        method: method.as_str(),
+        method: probe.method.as_str(),
     };
     let forwarded = match rule.authorize(rules.root(), &input) {
         Ok(q) => q,
-        Err(d) => {
-            let _ = writeln!(out, "decision:    deny — 403 forbidden: {d}");
-            return Ok(out);
+        Err(denial) => {
+            d.refuse(denial.into());
+            return d;
         }
     };
-    let _ = writeln!(out, "decision:    allow");
-    let pq = match forwarded.serialize() {
-        Some(q) => format!("{}?{q}", path.as_str()),
-        None => path.as_str().to_string(),
+
+    let rewrites = rule.rewrites_body(&probe.method);
+    let forced_body =
+        rule.has_body_rules()
+            .then(|| match rule.rewrite_body(rules.root(), &input, b"{}") {
+                Ok(b) => serde_json::from_slice(&b).ok(),
+                Err(e) => {
+                    d.notes.push(format!(
+                        "body_set cannot be computed for these claims: {}",
+                        outcome_error(e).detail()
+                    ));
+                    None
+                }
+            });
+    let body = match (&probe.body, rewrites) {
+        (Some(b), true) => match rule.rewrite_body(rules.root(), &input, b) {
+            Ok(rewritten) => Some(String::from_utf8_lossy(&rewritten).into_owned()),
+            Err(e) => {
+                d.refuse(outcome_error(e));
+                return d;
+            }
+        },
+        (Some(b), false) => Some(String::from_utf8_lossy(b).into_owned()),
+        (None, true) => {
+            d.notes.push(
+                "no body given: body_allow/body_set were not applied (serve refuses a missing or non-JSON body with 400)"
+                    .to_string(),
+            );
+            None
+        }
+        (None, false) => None,
+    };
+    if rule.response_when.is_some() {
+        d.notes.push(
+            "response_when is checked on the response, which explain does not have".to_string(),
+        );
+    }
+
+    let cache_on = rule.cache_ttl(config.cache.ttl).is_some();
+    let plan = Plan {
+        method: probe.method.clone(),
+        path: path.as_str().to_string(),
+        query: forwarded.serialize(),
+        credential: rule.credential,
+        rule_name: rule.name.clone(),
+        identity_encoding: rule.response_when.is_some() || cache_on,
+        body_rewritten: rewrites && probe.body.is_some(),
+    };
+    let uri = match crate::proxy::forward::upstream_uri(&config.outseta.upstream, &plan) {
+        Ok(u) => u,
+        Err(e) => {
+            d.refuse(e);
+            return d;
+        }
+    };
+    let target = uri
+        .path_and_query()
+        .map_or_else(|| plan.path_and_query(), |pq| pq.as_str().to_string());
+    d.upstream = Some(Upstream {
+        method: probe.method.to_string(),
+        target,
+        url: uri.to_string(),
+        credential: rule.credential.as_str(),
+        body,
+        forced_body: forced_body.flatten(),
+        headers: upstream_headers(config, rule, &plan, &probe.headers),
+    });
+    d
+}
+
+fn outcome_error(o: BodyOutcome) -> GatewayError {
+    match o {
+        BodyOutcome::Invalid(msg) => GatewayError::BadRequest(msg),
+        BodyOutcome::Denied(denial) => denial.into(),
+    }
+}
+
+/// SWAP POINT — the client headers that `serve` passes upstream. Change only the call below
+/// when the forwarder's header selection changes; `upstream_headers` adds what the forwarder
+/// itself sets.
+fn client_headers_forwarded(
+    client: &HeaderMap,
+    _config: &Config,
+    _rule: &Rule,
+    plan: &Plan,
+) -> HeaderMap {
+    crate::upstream::headers::upstream_request(client, !plan.body_rewritten)
+}
+
+/// The headers `serve` sends upstream for `plan` (as the policy layer and the forwarder set
+/// them), with the credential as a placeholder and without the per-request `x-request-id`.
+fn upstream_headers(
+    config: &Config,
+    rule: &Rule,
+    plan: &Plan,
+    client: &HeaderMap,
+) -> BTreeMap<String, String> {
+    let mut h = client_headers_forwarded(client, config, rule, plan);
+    h.remove("x-request-id");
+    if plan.body_rewritten {
+        h.insert(
+            header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    if plan.identity_encoding {
+        h.insert(
+            header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
+    }
+    let mut out: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in &h {
+        let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        out.entry(name.as_str().to_string())
+            .and_modify(|e| {
+                e.push_str(", ");
+                e.push_str(&v);
+            })
+            .or_insert(v);
+    }
+    let placeholder = match plan.credential {
+        Credential::ApiKey => Some("Outseta <api key>:<secret>"),
+        Credential::User => Some("<the caller's Authorization header>"),
+        Credential::None => None,
+    };
+    if let Some(p) = placeholder {
+        out.insert("authorization".to_string(), p.to_string());
+    }
+    out
+}
+
+/// The `explain` text report.
+pub fn render_text(d: &Decision) -> String {
+    let mut out = String::new();
+    for (i, note) in d.notes.iter().enumerate() {
+        let label = if i == 0 { "note:" } else { "" };
+        let _ = writeln!(out, "{label:<13}{note}");
+    }
+    let _ = writeln!(out, "request:     {}", d.request);
+    let Some(rule) = &d.rule else {
+        let status = d.status.unwrap_or(0);
+        let code = d.code.unwrap_or("");
+        let detail = d.detail.as_deref().unwrap_or("");
+        if d.code == Some(GatewayError::BadRequest(String::new()).parts().1) {
+            let _ = writeln!(
+                out,
+                "decision:    deny — {status} {code}: {detail} (refused before any rule is tried)"
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "decision:    deny — {status} {code} (no rule matches {}; default deny)",
+                d.request.split('?').next().unwrap_or(&d.request)
+            );
+        }
+        return out;
     };
     let _ = writeln!(
         out,
-        "upstream:    {method} {}{pq}",
-        config.outseta.upstream.to_string().trim_end_matches('/')
+        "rule:        #{} {:?} ({} {})",
+        rule.index,
+        rule.name,
+        rule.methods.join(","),
+        rule.path
     );
+    if !d.path_params.is_empty() {
+        let p: Vec<String> = d
+            .path_params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(out, "path params: {}", p.join(", "));
+    }
+    let auth = match rule.auth {
+        "none" => "none (any token is ignored and stripped; claims = {})",
+        "optional" => "optional (verified if sent)",
+        other => other,
+    };
+    let _ = writeln!(out, "auth:        {auth}");
+    if let Some(w) = &rule.when {
+        let _ = writeln!(out, "when:        {w}");
+    }
+    match (&d.upstream, d.decision) {
+        (Some(up), Verdict::Allow) => {
+            let _ = writeln!(out, "decision:    allow");
+            let _ = writeln!(out, "upstream:    {} {}", up.method, up.url);
+            if let Some(b) = &up.body {
+                let _ = writeln!(out, "body:        {b}");
+            }
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "decision:    deny — {} {}: {}",
+                d.status.unwrap_or(0),
+                d.code.unwrap_or(""),
+                d.detail.as_deref().unwrap_or("")
+            );
+            return out;
+        }
+    }
     let cred = match rule.credential {
-        Credential::ApiKey => {
+        "api_key" => {
             "api_key (Authorization: Outseta <key>:<secret>, from the environment; never shown)"
         }
-        Credential::User => "user (the caller's own bearer token is forwarded)",
-        Credential::None => "none (no Authorization header upstream)",
+        "user" => "user (the caller's own bearer token is forwarded)",
+        _ => "none (no Authorization header upstream)",
     };
     let _ = writeln!(out, "credential:  {cred}");
     for (k, e) in &rule.query_set {
         let _ = writeln!(
             out,
-            "query_set:   {k} = {} (forced; client values of {k:?} in any case removed)",
-            e.source()
+            "query_set:   {k} = {e} (forced; client values of {k:?} in any case removed)"
         );
     }
     if let Some(a) = &rule.query_allow {
         let _ = writeln!(out, "query_allow: {}", a.join(", "));
     }
-    if rule.has_body_rules() {
-        if let Some(a) = &rule.body_allow {
-            let _ = writeln!(
-                out,
-                "body_allow:  {} (other top-level JSON keys → 403)",
-                a.join(", ")
-            );
-        }
-        let empty = serde_json::json!({});
-        let forced = rule.rewrite_body(rules.root(), &input, empty.to_string().as_bytes());
-        match forced {
-            Ok(b) => {
-                if !rule.body_set.is_empty() {
-                    let _ = writeln!(
-                        out,
-                        "body_set:    {} (merged into the JSON body)",
-                        String::from_utf8_lossy(&b)
-                    );
-                }
-            }
-            Err(e) => {
-                let _ = writeln!(
-                    out,
-                    "body_set:    cannot be computed for these claims: {e:?}"
-                );
-            }
-        }
+    if let Some(a) = &rule.body_allow {
+        let _ = writeln!(
+            out,
+            "body_allow:  {} (other top-level JSON keys → 403)",
+            a.join(", ")
+        );
+    }
+    if !rule.body_set.is_empty()
+        && let Some(f) = d.upstream.as_ref().and_then(|u| u.forced_body.as_ref())
+    {
+        let _ = writeln!(out, "body_set:    {f} (merged into the JSON body)");
+    }
+    if rule.body_allow.is_some() || !rule.body_set.is_empty() {
         let _ = writeln!(out, "             a non-JSON or non-object body → 400");
     }
     if let Some(r) = &rule.response_when {
         let _ = writeln!(
             out,
-            "response_when: {} (checked on every 2xx response, cache hits included; false → 403)",
-            r.source()
+            "response_when: {r} (checked on every 2xx response, cache hits included; false → 403)"
         );
     }
-    let cache = match rule.cache {
-        CacheMode::Off => "off".to_string(),
-        CacheMode::Default => format!("default ({})", humantime::format_duration(config.cache.ttl)),
-        CacheMode::Ttl(t) => humantime::format_duration(t).to_string(),
-    };
-    let _ = writeln!(out, "cache:       {cache}");
-    Ok(out)
+    let _ = writeln!(out, "cache:       {}", rule.cache);
+    out
 }
 
-fn join_methods(m: &[Method]) -> String {
-    m.iter().map(Method::as_str).collect::<Vec<_>>().join(",")
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"
+[outseta]
+domain = "yourco.outseta.com"
+upstream = "https://yourco.outseta.com/base"
+
+[[rule]]
+name = "open a support case"
+methods = ["POST"]
+path = "/api/v1/support/cases"
+body_allow = ["Subject"]
+body_set = { "FromPerson" = "{'Uid': claims.sub}" }
+
+[[rule]]
+name = "read plan"
+methods = ["GET"]
+path = "/api/v1/billing/plans/{uid}"
+auth = "optional"
+credential = "none"
+cache = "5m"
+"#;
+
+    fn probe(method: Method, pq: &str, body: Option<&str>) -> Probe {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, http::HeaderValue::from_static("a=b"));
+        headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("9"));
+        Probe {
+            method,
+            path_and_query: pq.to_string(),
+            claims: serde_json::json!({"sub": "P1"}),
+            headers,
+            body: body.map(|b| b.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn rewritten_body_and_the_headers_serve_sets() {
+        let config = Config::from_toml(CONFIG, "t").unwrap();
+        let d = decide(
+            &config,
+            &probe(
+                Method::POST,
+                "/api/v1/support/cases",
+                Some(r#"{"Subject":"s"}"#),
+            ),
+        );
+        assert!(d.allowed(), "{d:?}");
+        let up = d.upstream.unwrap();
+        // The base path of `[outseta] upstream` is part of the forwarded target.
+        assert_eq!(up.target, "/base/api/v1/support/cases");
+        let body: serde_json::Value = serde_json::from_str(up.body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"Subject": "s", "FromPerson": {"Uid": "P1"}})
+        );
+        assert_eq!(up.headers["content-type"], "application/json");
+        assert_eq!(up.headers["authorization"], "Outseta <api key>:<secret>");
+        assert!(!up.headers.contains_key("cookie"));
+        // The body changed, so the client's Content-Length is not forwarded.
+        assert!(!up.headers.contains_key("content-length"));
+    }
+
+    #[test]
+    fn no_credential_and_cache_ask_for_identity() {
+        let config = Config::from_toml(CONFIG, "t").unwrap();
+        let mut p = probe(Method::GET, "/api/v1/billing/plans/X", None);
+        p.claims = serde_json::json!({});
+        let d = decide(&config, &p);
+        let up = d.upstream.as_ref().unwrap();
+        assert!(!up.headers.contains_key("authorization"));
+        assert_eq!(up.headers["accept-encoding"], "identity");
+        assert_eq!(d.rule.as_ref().unwrap().cache, "5m");
+        let text = render_text(&d);
+        assert!(text.contains("decision:    allow"), "{text}");
+        assert!(
+            text.contains(
+                "upstream:    GET https://yourco.outseta.com/base/api/v1/billing/plans/X"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn refusals_carry_gateway_error_codes() {
+        let config = Config::from_toml(CONFIG, "t").unwrap();
+        let cases = [
+            (Method::GET, "/api/v1/x/../y", None, 400, "bad_request"),
+            (Method::GET, "/api/v1/other", None, 403, "forbidden"),
+            (Method::GET, "/other", None, 404, "not_found"),
+            (
+                Method::POST,
+                "/api/v1/support/cases",
+                Some("[1]"),
+                400,
+                "bad_request",
+            ),
+            (
+                Method::POST,
+                "/api/v1/support/cases",
+                Some(r#"{"Body":"x"}"#),
+                403,
+                "forbidden",
+            ),
+        ];
+        for (m, pq, body, status, code) in cases {
+            let d = decide(&config, &probe(m, pq, body));
+            assert_eq!((d.status, d.code), (Some(status), Some(code)), "{pq}");
+            assert!(d.upstream.is_none());
+        }
+        let mut p = probe(Method::POST, "/api/v1/support/cases", None);
+        p.claims = serde_json::json!({});
+        let d = decide(&config, &p);
+        assert_eq!(d.code, Some("missing_token"));
+    }
 }

@@ -30,6 +30,7 @@ pub mod limits;
 pub mod proxy;
 pub mod reload;
 pub mod rules;
+pub mod ruletest;
 pub mod server;
 pub mod shutdown;
 pub mod simulator;

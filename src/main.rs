@@ -9,7 +9,7 @@ use outseta_gateway::config::{Config, secrets};
 use outseta_gateway::explain::{self, ClaimsFrom};
 use outseta_gateway::simulator::{self, SimOptions};
 use outseta_gateway::telemetry::{self, LogFormat};
-use outseta_gateway::{Options, app, demo, shutdown};
+use outseta_gateway::{Options, app, demo, ruletest, shutdown};
 
 /// mimalloc instead of glibc malloc: the request path makes a few dozen short-lived
 /// allocations per request (boxed layer futures, header maps, request extensions), and glibc's
@@ -174,7 +174,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            match explain::explain(&config, &a.method, &a.path_and_query, claims) {
+            match explain::explain(
+                &config,
+                &a.method,
+                &a.path_and_query,
+                claims,
+                a.body.as_deref(),
+                a.json,
+            ) {
                 Ok(report) => {
                     print!("{report}");
                     ExitCode::SUCCESS
@@ -182,6 +189,32 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("error: {e}");
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::Test(a) => {
+            let _log = telemetry::init(format, "warn");
+            let config = match Config::load(&a.config.path) {
+                Ok(c) => c,
+                Err(e) => {
+                    print!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match ruletest::run_files(&config, &a.cases) {
+                Ok(report) => {
+                    print!("{}", report.render());
+                    if report.failed == 0 {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    }
+                }
+                Err(problems) => {
+                    for p in problems {
+                        println!("error: {p}");
+                    }
+                    ExitCode::FAILURE
                 }
             }
         }

@@ -23,7 +23,7 @@ use super::context::{Matched, context, context_mut, trail};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::rules::Denial;
-use crate::rules::canon::canonicalize;
+use crate::rules::canon::{CanonPath, canonicalize};
 use crate::rules::query::Query;
 
 #[derive(Debug, Clone, Default)]
@@ -53,6 +53,20 @@ fn header_bytes(req: &Request<Body>) -> usize {
             .unwrap_or(0)
 }
 
+/// The refusal for a path no rule matches (default deny): 403 under `/api/v1`, 404 elsewhere.
+pub fn no_rule(path: &CanonPath) -> GatewayError {
+    let p = path.as_str().as_bytes();
+    let under_api = p
+        .get(..7)
+        .is_some_and(|h| h.eq_ignore_ascii_case(b"/api/v1"))
+        && matches!(p.get(7), None | Some(b'/'));
+    if under_api {
+        Denial::NoRule.into()
+    } else {
+        GatewayError::NotFound
+    }
+}
+
 /// Matches the request; on success returns it with [`Matched`] inserted and the body limited.
 pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
     let Some(snapshot) = context(&req).and_then(|c| c.snapshot.clone()) else {
@@ -74,14 +88,7 @@ pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
     let query = Query::parse(req.uri().query());
     let rules = &snapshot.config.rules;
     let Some((index, params)) = rules.find(req.method(), &path) else {
-        let under_api = path.as_str().len() >= 7
-            && path.as_str()[..7].eq_ignore_ascii_case("/api/v1")
-            && matches!(path.as_str().as_bytes().get(7), None | Some(b'/'));
-        return Err(if under_api {
-            Denial::NoRule.into()
-        } else {
-            GatewayError::NotFound
-        });
+        return Err(no_rule(&path));
     };
     let Some(rule) = rules.rule(index) else {
         return Err(GatewayError::Internal("rule index out of range".into()));
