@@ -21,7 +21,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use http::{HeaderMap, Method, header};
+use http::{HeaderMap, Method};
 use serde::Serialize;
 
 use crate::auth::AuthError;
@@ -74,6 +74,10 @@ pub struct RuleInfo {
     pub auth: &'static str,
     pub when: Option<String>,
     pub query_allow: Option<Vec<String>>,
+    /// Whether clients may send `fields` on this rule at all.
+    pub takes_fields: bool,
+    /// The `fields` paths clients may select; `None`: one-segment paths only.
+    pub fields_allow: Option<Vec<String>>,
     /// Forced query values: key → CEL source.
     pub query_set: BTreeMap<String, String>,
     pub body_allow: Option<Vec<String>>,
@@ -258,6 +262,8 @@ fn rule_info(config: &Config, index: usize, rule: &Rule) -> RuleInfo {
         },
         when: rule.when.as_ref().map(|w| w.source().to_string()),
         query_allow: rule.query_allow.clone(),
+        takes_fields: rule.takes_client_fields(),
+        fields_allow: rule.fields.patterns(),
         query_set: rule
             .query_set
             .iter()
@@ -382,6 +388,7 @@ pub fn decide(config: &Config, probe: &Probe) -> Decision {
         credential: rule.credential,
         rule_name: rule.name.clone(),
         identity_encoding: rule.response_when.is_some() || cache_on,
+        cacheable: cache_on,
         body_rewritten: rewrites && probe.body.is_some(),
     };
     let uri = match crate::proxy::forward::upstream_uri(&config.outseta.upstream, &plan) {
@@ -401,7 +408,7 @@ pub fn decide(config: &Config, probe: &Probe) -> Decision {
         credential: rule.credential.as_str(),
         body,
         forced_body: forced_body.flatten(),
-        headers: upstream_headers(config, rule, &plan, &probe.headers),
+        headers: upstream_headers(config, &plan, &probe.headers),
     });
     d
 }
@@ -413,40 +420,14 @@ fn outcome_error(o: BodyOutcome) -> GatewayError {
     }
 }
 
-/// SWAP POINT — the client headers that `serve` passes upstream. Change only the call below
-/// when the forwarder's header selection changes; `upstream_headers` adds what the forwarder
-/// itself sets.
-fn client_headers_forwarded(
-    client: &HeaderMap,
-    _config: &Config,
-    _rule: &Rule,
-    plan: &Plan,
-) -> HeaderMap {
-    crate::upstream::headers::upstream_request(client, !plan.body_rewritten)
-}
-
 /// The headers `serve` sends upstream for `plan` (as the policy layer and the forwarder set
 /// them), with the credential as a placeholder and without the per-request `x-request-id`.
-fn upstream_headers(
-    config: &Config,
-    rule: &Rule,
-    plan: &Plan,
-    client: &HeaderMap,
-) -> BTreeMap<String, String> {
-    let mut h = client_headers_forwarded(client, config, rule, plan);
-    h.remove("x-request-id");
-    if plan.body_rewritten {
-        h.insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
-    }
-    if plan.identity_encoding {
-        h.insert(
-            header::ACCEPT_ENCODING,
-            http::HeaderValue::from_static("identity"),
-        );
-    }
+fn upstream_headers(config: &Config, plan: &Plan, client: &HeaderMap) -> BTreeMap<String, String> {
+    let h = crate::upstream::headers::upstream_request(
+        client,
+        &config.outseta.forward_headers,
+        plan.shape(),
+    );
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &h {
         let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
@@ -466,6 +447,24 @@ fn upstream_headers(
         out.insert("authorization".to_string(), p.to_string());
     }
     out
+}
+
+/// The rule's `fields` policy line, when clients may send `fields` at all.
+fn write_fields_policy(out: &mut String, rule: &RuleInfo) {
+    if !rule.takes_fields {
+        return;
+    }
+    let _ = match &rule.fields_allow {
+        Some(f) => writeln!(
+            out,
+            "fields_allow: {} (other `fields` paths → 403, malformed → 400)",
+            f.join(", ")
+        ),
+        None => writeln!(
+            out,
+            "fields_allow: not set — one-segment `fields` paths only (Uid, *); deeper → 403"
+        ),
+    };
 }
 
 /// The `explain` text report.
@@ -535,6 +534,7 @@ pub fn render_text(d: &Decision) -> String {
                 d.code.unwrap_or(""),
                 d.detail.as_deref().unwrap_or("")
             );
+            write_fields_policy(&mut out, rule);
             return out;
         }
     }
@@ -555,6 +555,7 @@ pub fn render_text(d: &Decision) -> String {
     if let Some(a) = &rule.query_allow {
         let _ = writeln!(out, "query_allow: {}", a.join(", "));
     }
+    write_fields_policy(&mut out, rule);
     if let Some(a) = &rule.body_allow {
         let _ = writeln!(
             out,

@@ -35,7 +35,9 @@ fn user<'a>(d: &'a Demo, email: &str) -> &'a DemoUser {
 
 /// The simulator's count of answered requests for `template` ("GET /api/v1/…").
 async fn sim_count(d: &Demo, template: &str) -> u64 {
-    let stats = get(&format!("{}/__sim/stats", d.simulator), &[]).await.json();
+    let stats = get(&format!("{}/__sim/stats", d.simulator), &[])
+        .await
+        .json();
     stats["requests"][template]
         .as_object()
         .map(|by_status| by_status.values().filter_map(Value::as_u64).sum())
@@ -81,16 +83,59 @@ async fn fields_traversal_is_refused_on_every_default_rule_that_takes_fields() {
     // (method, path and query, who) — each a way from the caller's own record to others'.
     let deep = "PersonAccount.Account.PersonAccount.Person.*";
     let attacks: Vec<(&str, String, &str)> = vec![
-        ("GET", format!("/api/v1/crm/people/{bob_uid}?fields=Uid,{deep}"), &bob_auth),
-        ("GET", format!("/api/v1/crm/accounts/{acme}?fields=*,PrimaryContact.*"), &bob_auth),
-        ("GET", format!("/api/v1/crm/accounts/{acme}?fields=*,PersonAccount.Person.Email"), &bob_auth),
-        ("GET", format!("/api/v1/crm/accounts/{acme}?fields=PersonAccount.Person.PersonAccount.Account.*"), &bob_auth),
-        ("GET", "/api/v1/billing/subscriptions?fields=Uid,Account.PersonAccount.Person.*".into(), &bob_auth),
-        ("GET", format!("/api/v1/billing/transactions/{acme}?fields=Uid,Account.PrimaryContact.*"), &alice_auth),
-        ("GET", format!("/api/v1/profile?fields=Uid,{deep}"), &bob_auth),
-        ("GET", "/api/v1/support/cases?fields=Uid,FromPerson.PersonAccount.Account.PrimaryContact.*".into(), &alice_auth),
-        ("GET", "/api/v1/billing/plans?fields=Uid,PlanFamily.Plans.*".into(), &bob_auth),
-        ("GET", "/api/v1/billing/planfamilies?fields=Uid,Plans.PlanFamily.*".into(), &bob_auth),
+        (
+            "GET",
+            format!("/api/v1/crm/people/{bob_uid}?fields=Uid,{deep}"),
+            &bob_auth,
+        ),
+        (
+            "GET",
+            format!("/api/v1/crm/accounts/{acme}?fields=*,PrimaryContact.*"),
+            &bob_auth,
+        ),
+        (
+            "GET",
+            format!("/api/v1/crm/accounts/{acme}?fields=*,PersonAccount.Person.Email"),
+            &bob_auth,
+        ),
+        (
+            "GET",
+            format!(
+                "/api/v1/crm/accounts/{acme}?fields=PersonAccount.Person.PersonAccount.Account.*"
+            ),
+            &bob_auth,
+        ),
+        (
+            "GET",
+            "/api/v1/billing/subscriptions?fields=Uid,Account.PersonAccount.Person.*".into(),
+            &bob_auth,
+        ),
+        (
+            "GET",
+            format!("/api/v1/billing/transactions/{acme}?fields=Uid,Account.PrimaryContact.*"),
+            &alice_auth,
+        ),
+        (
+            "GET",
+            format!("/api/v1/profile?fields=Uid,{deep}"),
+            &bob_auth,
+        ),
+        (
+            "GET",
+            "/api/v1/support/cases?fields=Uid,FromPerson.PersonAccount.Account.PrimaryContact.*"
+                .into(),
+            &alice_auth,
+        ),
+        (
+            "GET",
+            "/api/v1/billing/plans?fields=Uid,PlanFamily.Plans.*".into(),
+            &bob_auth,
+        ),
+        (
+            "GET",
+            "/api/v1/billing/planfamilies?fields=Uid,Plans.PlanFamily.*".into(),
+            &bob_auth,
+        ),
     ];
     for (method, pq, auth) in &attacks {
         let r = send(method, &format!("{gw}{pq}"), &[("authorization", auth)], "").await;
@@ -100,11 +145,17 @@ async fn fields_traversal_is_refused_on_every_default_rule_that_takes_fields() {
         assert!(detail.contains("field path"), "{pq}: {detail}");
     }
     // Writes that take `fields` are judged before their body is read.
-    for (method, path) in [("PUT", "/api/v1/profile"), ("POST", "/api/v1/support/cases")] {
+    for (method, path) in [
+        ("PUT", "/api/v1/profile"),
+        ("POST", "/api/v1/support/cases"),
+    ] {
         let r = send(
             method,
             &format!("{gw}{path}?fields=Uid,{deep}"),
-            &[("authorization", &bob_auth), ("content-type", "application/json")],
+            &[
+                ("authorization", &bob_auth),
+                ("content-type", "application/json"),
+            ],
             r#"{"FirstName":"B","Subject":"s","Body":"b"}"#,
         )
         .await;
@@ -126,7 +177,9 @@ async fn fields_traversal_is_refused_on_every_default_rule_that_takes_fields() {
 
     // What an SPA needs still works. The npm client's accounts default: members' Uids only.
     let r = get(
-        &format!("{gw}/api/v1/crm/accounts/{acme}?fields=*,PersonAccount.*,PersonAccount.Person.Uid"),
+        &format!(
+            "{gw}/api/v1/crm/accounts/{acme}?fields=*,PersonAccount.*,PersonAccount.Person.Uid"
+        ),
         &[("authorization", &bob_auth)],
     )
     .await;
@@ -138,13 +191,18 @@ async fn fields_traversal_is_refused_on_every_default_rule_that_takes_fields() {
         .iter()
         .filter_map(|m| m["Person"]["Uid"].as_str())
         .collect();
-    assert!(members.contains(&alice.user.person_uid.as_str()), "{account}");
+    assert!(
+        members.contains(&alice.user.person_uid.as_str()),
+        "{account}"
+    );
     let mut seen = Vec::new();
     emails(&account, &mut seen);
     assert!(seen.is_empty(), "no member's email: {seen:?}");
     // Bob's own memberships, both tenants, by name only.
     let r = get(
-        &format!("{gw}/api/v1/crm/people/{bob_uid}?fields=Uid,PersonAccount.*,PersonAccount.Account.Name"),
+        &format!(
+            "{gw}/api/v1/crm/people/{bob_uid}?fields=Uid,PersonAccount.*,PersonAccount.Account.Name"
+        ),
         &[("authorization", &bob_auth)],
     )
     .await;
@@ -199,9 +257,17 @@ async fn invoices_and_transactions_are_for_the_primary_contact_only() {
         (format!("/api/v1/billing/invoices/{invoice}"), 403),
         (format!("/api/v1/billing/transactions/{acme}"), 403),
     ] {
-        let r = get(&format!("{gw}{path}"), &[("authorization", &bearer(&bob.token))]).await;
+        let r = get(
+            &format!("{gw}{path}"),
+            &[("authorization", &bearer(&bob.token))],
+        )
+        .await;
         assert_eq!(r.status, status, "Bob {path}: {}", r.text());
-        let r = get(&format!("{gw}{path}"), &[("authorization", &bearer(&alice.token))]).await;
+        let r = get(
+            &format!("{gw}{path}"),
+            &[("authorization", &bearer(&alice.token))],
+        )
+        .await;
         assert_eq!(r.status, 200, "Alice {path}: {}", r.text());
     }
     d.shutdown().await;
@@ -255,7 +321,10 @@ const ATTACK_HEADERS: &[(&str, &str)] = &[
     ("x-custom", "1"),
     ("accept", "application/json"),
     ("accept-language", "de-CH"),
-    ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    (
+        "traceparent",
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    ),
     ("tracestate", "vendor=1"),
 ];
 

@@ -146,10 +146,21 @@ audience = "sim"
 #[test]
 fn forward_headers_default_and_refusals() {
     let c = Config::from_toml(MINIMAL, "test").unwrap();
-    let names: Vec<&str> = c.outseta.forward_headers.iter().map(|h| h.as_str()).collect();
+    let names: Vec<&str> = c
+        .outseta
+        .forward_headers
+        .iter()
+        .map(|h| h.as_str())
+        .collect();
     assert_eq!(
         names,
-        ["accept", "accept-language", "content-type", "traceparent", "tracestate"]
+        [
+            "accept",
+            "accept-language",
+            "content-type",
+            "traceparent",
+            "tracestate"
+        ]
     );
     let with = |list: &str| {
         MINIMAL.replace(
@@ -158,7 +169,12 @@ fn forward_headers_default_and_refusals() {
         )
     };
     let c = Config::from_toml(&with(r#"["Accept", "X-Custom", "accept"]"#), "test").unwrap();
-    let names: Vec<&str> = c.outseta.forward_headers.iter().map(|h| h.as_str()).collect();
+    let names: Vec<&str> = c
+        .outseta
+        .forward_headers
+        .iter()
+        .map(|h| h.as_str())
+        .collect();
     assert_eq!(names, ["accept", "x-custom"]);
     for refused in [
         "Authorization",
@@ -187,8 +203,16 @@ fn fields_allow_is_checked_at_load() {
             "[outseta]\ndomain = \"x.outseta.com\"\n[[rule]]\nname = \"r\"\nmethods = [\"GET\"]\npath = \"/a\"\n{extra}\n"
         )
     };
-    assert!(Config::from_toml(&rule(r#"query_allow = ["fields"]
-fields_allow = ["*", "Plan.*"]"#), "t").is_ok());
+    assert!(
+        Config::from_toml(
+            &rule(
+                r#"query_allow = ["fields"]
+fields_allow = ["*", "Plan.*"]"#
+            ),
+            "t"
+        )
+        .is_ok()
+    );
     for (bad, says) in [
         (r#"fields_allow = ["A..B"]"#, "`fields_allow`"),
         (r#"fields_allow = ["Pl*n"]"#, "`fields_allow`"),

@@ -216,6 +216,15 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// What the upstream request's headers depend on.
+    pub fn shape(&self) -> crate::upstream::headers::Shape {
+        crate::upstream::headers::Shape {
+            cacheable: self.cacheable,
+            body_rewritten: self.body_rewritten,
+            identity_encoding: self.identity_encoding,
+        }
+    }
+
     pub fn path_and_query(&self) -> String {
         match &self.query {
             Some(q) => format!("{}?{}", self.path, q),

@@ -119,18 +119,8 @@ impl Forward {
         let mut out = Request::new(body);
         *out.method_mut() = plan.method.clone();
         *out.uri_mut() = upstream_uri(&outseta.upstream, plan)?;
-        let mut h = headers::upstream_request(
-            client_headers,
-            &outseta.forward_headers,
-            plan.cacheable,
-            !plan.body_rewritten,
-        );
-        if plan.body_rewritten {
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            );
-        }
+        let mut h =
+            headers::upstream_request(client_headers, &outseta.forward_headers, plan.shape());
         // The vetted id replaces the client's, which `request_id` may have refused; without
         // one (never in the stack), the client's value is not passed on unchecked.
         match request_id {
@@ -140,12 +130,6 @@ impl Forward {
             None => {
                 h.remove(&X_REQUEST_ID);
             }
-        }
-        if plan.identity_encoding {
-            h.insert(
-                header::ACCEPT_ENCODING,
-                HeaderValue::from_static("identity"),
-            );
         }
         match plan.credential {
             Credential::ApiKey => match &self.0.api {

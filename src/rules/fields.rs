@@ -18,6 +18,8 @@
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FieldsPolicy {
     patterns: Option<Vec<Vec<String>>>,
+    /// The patterns as written, for reports.
+    source: Vec<String>,
 }
 
 /// Why a `fields` value was refused. Display never repeats more than the offending path.
@@ -40,11 +42,7 @@ fn echo(s: &str) -> String {
 }
 
 fn valid_segment(seg: &str) -> bool {
-    seg == "*"
-        || (!seg.is_empty()
-            && seg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    seg == "*" || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// Splits one path into segments, or says why it is malformed.
@@ -81,6 +79,7 @@ impl FieldsPolicy {
         if problems.is_empty() {
             Ok(Self {
                 patterns: Some(patterns),
+                source: allow.iter().map(|p| p.trim().to_string()).collect(),
             })
         } else {
             Err(problems)
@@ -92,11 +91,9 @@ impl FieldsPolicy {
         self.patterns.is_some()
     }
 
-    /// The patterns as written in dotted form (for `explain`); `None` for the default.
+    /// The patterns as written (for `explain`); `None` for the default.
     pub fn patterns(&self) -> Option<Vec<String>> {
-        self.patterns
-            .as_ref()
-            .map(|ps| ps.iter().map(|p| p.join(".")).collect())
+        self.patterns.as_ref().map(|_| self.source.clone())
     }
 
     /// Checks one client `fields` value.
@@ -120,8 +117,7 @@ impl FieldsPolicy {
             None => segs.len() == 1,
             Some(patterns) => patterns.iter().any(|p| {
                 p.len() == segs.len()
-                    && p
-                        .iter()
+                    && p.iter()
                         .zip(segs)
                         .all(|(p, s)| p == "*" || p.eq_ignore_ascii_case(s))
             }),
@@ -154,7 +150,10 @@ mod tests {
     #[test]
     fn patterns_match_segment_by_segment_any_case() {
         let p = policy(&["*", "PersonAccount.*", "PersonAccount.Person.Uid"]);
-        assert_eq!(p.check("*,PersonAccount.*,PersonAccount.Person.Uid"), Ok(()));
+        assert_eq!(
+            p.check("*,PersonAccount.*,PersonAccount.Person.Uid"),
+            Ok(())
+        );
         assert_eq!(p.check("personaccount.PERSON.uid"), Ok(()));
         assert_eq!(p.check("PersonAccount.IsPrimary"), Ok(()));
         assert_eq!(
@@ -175,7 +174,19 @@ mod tests {
     #[test]
     fn malformed_values_are_400_wherever_they_sit() {
         let d = FieldsPolicy::default();
-        for bad in ["", ",", "Uid,", "Uid,,Email", "A..B", ".Uid", "Uid.", "Per*", "U id", "Uid;", "Ü"] {
+        for bad in [
+            "",
+            ",",
+            "Uid,",
+            "Uid,,Email",
+            "A..B",
+            ".Uid",
+            "Uid.",
+            "Per*",
+            "U id",
+            "Uid;",
+            "Ü",
+        ] {
             assert!(
                 matches!(d.check(bad), Err(FieldsError::Malformed(_))),
                 "{bad:?}: {:?}",
@@ -221,7 +232,10 @@ mod tests {
 
     fn value() -> impl Strategy<Value = String> {
         prop::collection::vec(
-            (prop::collection::vec(segment(), 1..5), prop_oneof![Just(","), Just("."), Just("")]),
+            (
+                prop::collection::vec(segment(), 1..5),
+                prop_oneof![Just(","), Just("."), Just("")],
+            ),
             1..5,
         )
         .prop_map(|parts| {
@@ -238,9 +252,10 @@ mod tests {
         patterns.iter().any(|p| {
             let ps: Vec<&str> = p.split('.').collect();
             ps.len() == segs.len()
-                && ps.iter().zip(&segs).all(|(p, s)| {
-                    *p == "*" || p.to_ascii_lowercase() == s.to_ascii_lowercase()
-                })
+                && ps
+                    .iter()
+                    .zip(&segs)
+                    .all(|(p, s)| *p == "*" || p.to_ascii_lowercase() == s.to_ascii_lowercase())
         })
     }
 

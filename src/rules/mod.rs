@@ -346,11 +346,11 @@ impl Rule {
         check_keys("query_allow", &entry.query_allow, &mut p);
         check_keys("body_allow", &entry.body_allow, &mut p);
         if let Some(l) = &entry.query_allow
-            && let Some(bad) = l
-                .iter()
-                .find(|k| k.ends_with("__*") && k.len() == 3)
+            && let Some(bad) = l.iter().find(|k| k.ends_with("__*") && k.len() == 3)
         {
-            p(format!("`query_allow`: {bad:?} has no field name before `__*`"));
+            p(format!(
+                "`query_allow`: {bad:?} has no field name before `__*`"
+            ));
         }
         let fields = match FieldsPolicy::compile(entry.fields_allow.as_deref()) {
             Ok(f) => f,
@@ -367,9 +367,10 @@ impl Rule {
                 .iter()
                 .flatten()
                 .any(|(k, _)| k.eq_ignore_ascii_case("fields"));
-            let allowed = entry.query_allow.as_ref().is_none_or(|l| {
-                l.iter().any(|k| k.eq_ignore_ascii_case("fields"))
-            });
+            let allowed = entry
+                .query_allow
+                .as_ref()
+                .is_none_or(|l| l.iter().any(|k| k.eq_ignore_ascii_case("fields")));
             if forced || !allowed {
                 p("`fields_allow` is set, but clients cannot send `fields` on this rule (it is forced by `query_set` or missing from `query_allow`)".into());
             }
@@ -437,6 +438,19 @@ impl Rule {
                 query: uses_query,
             },
         })
+    }
+
+    /// Whether clients may send their own `fields` (not forced, and allowed by `query_allow`).
+    pub fn takes_client_fields(&self) -> bool {
+        let forced = self
+            .query_set
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("fields"));
+        let allowed = self
+            .query_allow
+            .as_ref()
+            .is_none_or(|l| l.iter().any(|k| k.eq_ignore_ascii_case("fields")));
+        allowed && !forced
     }
 
     /// Whether the rule has `body_allow`/`body_set`.

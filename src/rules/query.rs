@@ -187,7 +187,12 @@ mod tests {
             "created=1&Created__GT=2&Created__gte=3&created__lt=4&Created__lte=5&Created__ne=6&Created__isnull=true&limit=1",
         ));
         assert_eq!(q.first_disallowed(&allowed), None);
-        for bad in ["Created__like=x", "Created__gtx=1", "CreatedX=1", "limit__gt=1"] {
+        for bad in [
+            "Created__like=x",
+            "Created__gtx=1",
+            "CreatedX=1",
+            "limit__gt=1",
+        ] {
             assert_eq!(
                 Query::parse(Some(bad)).first_disallowed(&allowed),
                 bad.split('=').next(),
@@ -202,10 +207,7 @@ mod tests {
             "Account.Uid__ne=mine&ACCOUNT.UID__ISNULL=true&account.uid=x&Account.UidX=keep&limit=1",
         ));
         q.remove_forced("Account.Uid");
-        assert_eq!(
-            q.serialize().as_deref(),
-            Some("Account.UidX=keep&limit=1")
-        );
+        assert_eq!(q.serialize().as_deref(), Some("Account.UidX=keep&limit=1"));
     }
 
     fn key() -> impl Strategy<Value = String> {

@@ -205,16 +205,25 @@ fn fields_default_is_one_segment_and_malformed_is_400() {
     let Err(d) = traversal else {
         panic!("traversal allowed")
     };
-    assert!(matches!(d, Denial::FieldNotAllowed { ref path, .. } if path == "Account.PersonAccount.Person.Email"));
+    assert!(
+        matches!(d, Denial::FieldNotAllowed { ref path, .. } if path == "Account.PersonAccount.Person.Email")
+    );
     assert!(!d.is_malformed());
     assert!(d.to_string().contains("Account.PersonAccount.Person.Email"));
     // every value of a repeated `fields`, in any key case
     assert!(matches!(
-        decide(&rs, "GET", "/api/v1/billing/subscriptions?fields=Uid&FIELDS=Account.Uid"),
+        decide(
+            &rs,
+            "GET",
+            "/api/v1/billing/subscriptions?fields=Uid&FIELDS=Account.Uid"
+        ),
         Err(Denial::FieldNotAllowed { .. })
     ));
     let malformed = decide(&rs, "GET", "/api/v1/billing/subscriptions?fields=Uid,,Name");
-    assert!(matches!(malformed, Err(ref d) if d.is_malformed()), "{malformed:?}");
+    assert!(
+        matches!(malformed, Err(ref d) if d.is_malformed()),
+        "{malformed:?}"
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@
 //! - Responses lose hop-by-hop headers and `Set-Cookie` (cookies for Outseta's domain make
 //!   no sense on the gateway's).
 
+use http::HeaderValue;
 use http::header::{self, HeaderMap, HeaderName};
 
 /// The default `forward_headers`.
@@ -75,16 +76,25 @@ pub fn refused_forward_header(name: &HeaderName) -> Option<&'static str> {
     None
 }
 
-/// Copies the client's headers that may go upstream: those in `allow` (only the trace
-/// headers among them when `cacheable`), plus `Content-Length` when `keep_content_length`.
+/// What the request being forwarded is, as far as its headers go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// The rule caches answers: only trace headers of the client's travel.
+    pub cacheable: bool,
+    /// The body was rewritten as JSON: its `Content-Length` is recomputed and its type is
+    /// `application/json`.
+    pub body_rewritten: bool,
+    /// The gateway reads the response body: ask for it uncompressed.
+    pub identity_encoding: bool,
+}
+
+/// The headers of the upstream request before the request id and the credential: the
+/// client's headers that are in `allow` (only the trace headers among them when the rule is
+/// cacheable), `Content-Length` when the body travels as sent, and what the shape implies
+/// (`Content-Type: application/json` for a rewritten body, `Accept-Encoding: identity`).
 /// A listed name that the client's `Connection` header names is hop-by-hop for this message
 /// and stays behind.
-pub fn upstream_request(
-    client: &HeaderMap,
-    allow: &[HeaderName],
-    cacheable: bool,
-    keep_content_length: bool,
-) -> HeaderMap {
+pub fn upstream_request(client: &HeaderMap, allow: &[HeaderName], shape: Shape) -> HeaderMap {
     // room for what the forwarder adds: the request id, the credential, `Accept-Encoding`
     let mut out = HeaderMap::with_capacity(allow.len() + 4);
     let listed = if client.contains_key(header::CONNECTION) {
@@ -94,15 +104,27 @@ pub fn upstream_request(
     };
     for (name, value) in client {
         let pass = if *name == header::CONTENT_LENGTH {
-            keep_content_length
+            !shape.body_rewritten
         } else {
             allow.contains(name)
-                && (!cacheable || TRACE_HEADERS.contains(&name.as_str()))
+                && (!shape.cacheable || TRACE_HEADERS.contains(&name.as_str()))
                 && !listed.contains(name)
         };
         if pass {
             out.append(name.clone(), value.clone());
         }
+    }
+    if shape.body_rewritten {
+        out.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    if shape.identity_encoding {
+        out.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
     out
 }
@@ -136,7 +158,6 @@ pub fn downstream_response(headers: &mut HeaderMap) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::HeaderValue;
 
     fn default_list() -> Vec<HeaderName> {
         DEFAULT_FORWARD_HEADERS
@@ -165,7 +186,10 @@ mod tests {
             ("expect", "100-continue"),
             ("accept", "application/json"),
             ("accept-language", "de"),
-            ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            (
+                "traceparent",
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
             ("content-length", "2"),
         ] {
             h.append(
@@ -185,17 +209,35 @@ mod tests {
     #[test]
     fn only_listed_headers_travel() {
         let h = attack();
-        let out = upstream_request(&h, &default_list(), false, false);
-        assert_eq!(names(&out), ["accept", "traceparent"], "accept-language is named in Connection");
-        let out = upstream_request(&h, &default_list(), false, true);
+        let rewritten = Shape {
+            body_rewritten: true,
+            ..Shape::default()
+        };
+        let out = upstream_request(&h, &default_list(), rewritten);
+        assert_eq!(
+            names(&out),
+            ["accept", "content-type", "traceparent"],
+            "accept-language is named in Connection"
+        );
+        assert_eq!(out[header::CONTENT_TYPE], "application/json");
+        let out = upstream_request(&h, &default_list(), Shape::default());
         assert!(out.contains_key(header::CONTENT_LENGTH));
-        assert!(upstream_request(&h, &[], false, false).is_empty());
+        assert_eq!(upstream_request(&h, &[], Shape::default()).len(), 1);
     }
 
     #[test]
     fn cacheable_rules_forward_only_trace_headers() {
-        let out = upstream_request(&attack(), &default_list(), true, false);
-        assert_eq!(names(&out), ["traceparent"]);
+        let shape = Shape {
+            cacheable: true,
+            identity_encoding: true,
+            ..Shape::default()
+        };
+        let out = upstream_request(&attack(), &default_list(), shape);
+        assert_eq!(
+            names(&out),
+            ["accept-encoding", "content-length", "traceparent"]
+        );
+        assert_eq!(out[header::ACCEPT_ENCODING], "identity");
     }
 
     #[test]
