@@ -81,6 +81,7 @@ fn request(snap: &Arc<Snapshot>, uid: &str) -> Request<Body> {
             credential: Credential::ApiKey,
             rule_name: "read own person".into(),
             identity_encoding: true,
+            cacheable: true,
             body_rewritten: false,
         }),
         deadline: Some(Deadline((Instant::now() + Duration::from_secs(30)).into())),
@@ -176,6 +177,7 @@ fn bench_cache(c: &mut Criterion) {
         credential: Credential::ApiKey,
         rule_name: "subs".into(),
         identity_encoding: true,
+        cacheable: true,
         body_rewritten: false,
     };
     g.bench_function("key: build with a 3-pair query (sorted)", |b| {

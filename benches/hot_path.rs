@@ -125,7 +125,9 @@ fn bench_rules(c: &mut Criterion) {
 fn bench_build(c: &mut Criterion) {
     let client = outseta_gateway::upstream::client(&[], Duration::from_secs(1)).unwrap();
     let fwd = Forward::new(client, Some(ApiCredential::new("key", "secret").unwrap()));
-    let base: http::Uri = "https://yourco.outseta.com".parse().unwrap();
+    let config =
+        outseta_gateway::Config::from_toml("[outseta]\ndomain = \"yourco.outseta.com\"\n", "bench")
+            .unwrap();
     let plan = Plan {
         method: Method::GET,
         path: "/api/v1/crm/people/DQ2DyknW".into(),
@@ -133,6 +135,7 @@ fn bench_build(c: &mut Criterion) {
         credential: Credential::ApiKey,
         rule_name: "read own person".into(),
         identity_encoding: false,
+        cacheable: false,
         body_rewritten: false,
     };
     let mut headers = HeaderMap::new();
@@ -151,7 +154,7 @@ fn bench_build(c: &mut Criterion) {
     c.bench_function("build upstream request", |b| {
         b.iter(|| {
             fwd.build(
-                &base,
+                &config.outseta,
                 &plan,
                 &headers,
                 caller,

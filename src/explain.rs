@@ -608,8 +608,11 @@ cache = "5m"
 
     fn probe(method: Method, pq: &str, body: Option<&str>) -> Probe {
         let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, http::HeaderValue::from_static("a=b"));
-        headers.insert(header::CONTENT_LENGTH, http::HeaderValue::from_static("9"));
+        headers.insert(http::header::COOKIE, http::HeaderValue::from_static("a=b"));
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            http::HeaderValue::from_static("9"),
+        );
         Probe {
             method,
             path_and_query: pq.to_string(),

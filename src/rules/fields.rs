@@ -53,7 +53,7 @@ fn segments(path: &str) -> Result<Vec<&str>, String> {
     let segs: Vec<&str> = path.split('.').collect();
     match segs.iter().find(|s| !valid_segment(s)) {
         None => Ok(segs),
-        Some(bad) if bad.is_empty() => Err(format!("empty segment in {:?}", echo(path))),
+        Some(&"") => Err(format!("empty segment in {:?}", echo(path))),
         Some(_) => Err(format!(
             "{:?}: a segment is a name of letters, digits and `_`, or `*`",
             echo(path)
@@ -255,7 +255,7 @@ mod tests {
                 && ps
                     .iter()
                     .zip(&segs)
-                    .all(|(p, s)| *p == "*" || p.to_ascii_lowercase() == s.to_ascii_lowercase())
+                    .all(|(p, s)| *p == "*" || p.eq_ignore_ascii_case(s))
         })
     }
 
