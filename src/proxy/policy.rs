@@ -6,8 +6,9 @@
 //! byte of it is sent.
 //!
 //! # Guarantees
-//! - `when` false or failing, a forced value that cannot be computed, a disallowed query key
-//!   or body field: 403 and nothing goes upstream.
+//! - `when` false or failing, a forced value that cannot be computed, a disallowed query key,
+//!   `fields` path or body field: 403 and nothing goes upstream; a malformed `fields` value:
+//!   400.
 //! - A body rule buffers the body (bounded by `max_request_body`) and forwards the rewritten
 //!   JSON; a non-JSON or non-object body is 400.
 //! - `response_when` buffers 2xx responses (bounded by [`MAX_INSPECTED_RESPONSE`]) and

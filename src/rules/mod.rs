@@ -11,6 +11,9 @@
 //! - A rule with `credential = "api_key"` whose template could match `/api/v1/tokens*` (or
 //!   `/tokens*`) does not compile: with the API key Outseta mints a token for any username.
 //! - The query returned by [`Rule::authorize`] is the query that is forwarded and cached.
+//! - Every client `fields` value that reaches that query passed the rule's [`fields`] policy
+//!   (`fields_allow`, or one-segment paths only); a malformed one is a
+//!   [`Denial::FieldsMalformed`] (400), a refused path a [`Denial::FieldNotAllowed`] (403).
 
 pub mod body;
 pub mod canon;
