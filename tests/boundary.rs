@@ -9,29 +9,13 @@
 
 mod support;
 
-use outseta_gateway::demo::{self, Demo, DemoUser, Listen};
+use outseta_gateway::demo::Demo;
 use serde_json::Value;
 use support::client::{bearer, get, send};
+use support::demo::{start, user};
 use support::gateway::{AUDIENCE, Gateway, ISSUER};
 use support::keys::{self, SigningKey};
 use support::mock::MockOutseta;
-
-const LOCAL: &str = "127.0.0.1:0";
-
-async fn start() -> Demo {
-    let mut config = demo::load_config(None).expect("config/demo.toml");
-    config.server.admin_listen = LOCAL.parse().unwrap();
-    demo::start(config, Listen::Exactly(LOCAL.parse().unwrap()))
-        .await
-        .expect("start the simulator and the gateway")
-}
-
-fn user<'a>(d: &'a Demo, email: &str) -> &'a DemoUser {
-    d.users
-        .iter()
-        .find(|u| u.user.email == email)
-        .unwrap_or_else(|| panic!("seeded user {email}"))
-}
 
 /// The simulator's count of answered requests for `template` ("GET /api/v1/…").
 async fn sim_count(d: &Demo, template: &str) -> u64 {
@@ -64,7 +48,7 @@ fn emails(v: &Value, out: &mut Vec<String>) {
 
 #[tokio::test]
 async fn fields_traversal_is_refused_on_every_default_rule_that_takes_fields() {
-    let d = start().await;
+    let d = start(None).await;
     let gw = d.gateway_url();
     let bob = user(&d, "bob@example.com");
     let alice = user(&d, "alice@example.com");
@@ -226,7 +210,7 @@ async fn fields_traversal_is_refused_on_every_default_rule_that_takes_fields() {
 
 #[tokio::test]
 async fn invoices_and_transactions_are_for_the_primary_contact_only() {
-    let d = start().await;
+    let d = start(None).await;
     let gw = d.gateway_url();
     let alice = user(&d, "alice@example.com");
     let bob = user(&d, "bob@example.com");
@@ -275,7 +259,7 @@ async fn invoices_and_transactions_are_for_the_primary_contact_only() {
 
 #[tokio::test]
 async fn repeated_query_values_in_another_order_are_another_upstream_request() {
-    let d = start().await;
+    let d = start(None).await;
     let gw = d.gateway_url();
     let alice = bearer(&user(&d, "alice@example.com").token);
     let template = "GET /api/v1/billing/subscriptions";

@@ -18,35 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use outseta_gateway::demo::{self, Demo, DemoUser, Listen};
+use outseta_gateway::demo::{Demo, DemoUser};
 use serde_json::Value;
 use support::client::get;
+use support::demo::{start, user};
 use support::static_site::StaticSite;
 use support::tools;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const LOCAL: &str = "127.0.0.1:0";
-
-/// The simulator and a gateway with the demo config on free ports; `cors` replaces the
-/// allowed origins when given.
-async fn start(cors: Option<Vec<String>>) -> Demo {
-    let mut config = demo::load_config(None).expect("config/demo.toml");
-    config.server.admin_listen = LOCAL.parse().unwrap();
-    if let Some(origins) = cors {
-        config.cors.allowed_origins = origins;
-    }
-    demo::start(config, Listen::Exactly(LOCAL.parse().unwrap()))
-        .await
-        .expect("start the simulator and the gateway")
-}
-
-fn user<'a>(d: &'a Demo, email: &str) -> &'a DemoUser {
-    d.users
-        .iter()
-        .find(|u| u.user.email == email)
-        .unwrap_or_else(|| panic!("seeded user {email}"))
-}
-
 /// The simulator's request counts, `{"METHOD /template": {"status": n}}`.
 async fn sim_requests(d: &Demo) -> Value {
     get(&format!("{}/__sim/stats", d.simulator), &[])

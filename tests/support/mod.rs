@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod client;
+pub mod demo;
 pub mod gateway;
 pub mod keys;
 pub mod mock;
