@@ -24,6 +24,49 @@ impl std::error::Error for BodyError {
     }
 }
 
+/// The client's request body failed while it was read: bad chunk framing, a body cut short,
+/// a connection reset. Wrapped around the client body where it enters the gateway, so a
+/// failure anywhere downstream (a streamed upstream request included) can be told apart from
+/// a failure of the upstream connection. `source()` is the underlying error.
+#[derive(Debug)]
+pub struct ClientBodyError(BoxError);
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the request body could not be read: {}", self.0)
+    }
+}
+
+impl std::error::Error for ClientBodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// The client's body, its failures marked as [`ClientBodyError`].
+pub fn from_client<B>(body: B) -> Body
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    body.map_err(|e| BodyError(Box::new(ClientBodyError(e.into()))))
+        .boxed_unsync()
+}
+
+/// Whether `error`'s chain holds a `T`.
+pub fn chain_has<T: std::error::Error + 'static>(
+    error: &(dyn std::error::Error + 'static),
+) -> bool {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(s) = src {
+        if s.is::<T>() {
+            return true;
+        }
+        src = s.source();
+    }
+    false
+}
+
 /// A boxed, streaming body: client request bodies, upstream responses, generated bodies.
 pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 
@@ -56,12 +99,8 @@ pub async fn collect_limited(body: Body, limit: usize) -> Result<Bytes, CollectE
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(CollectError::TooLarge),
         Err(e) => {
             // An inner limit (the request-body limit) also counts as too large.
-            let mut src: Option<&(dyn std::error::Error + 'static)> = Some(&*e);
-            while let Some(s) = src {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return Err(CollectError::TooLarge);
-                }
-                src = s.source();
+            if chain_has::<http_body_util::LengthLimitError>(&*e) {
+                return Err(CollectError::TooLarge);
             }
             Err(CollectError::Io(e.to_string()))
         }

@@ -77,6 +77,9 @@ impl From<UpstreamError> for GatewayError {
         match e {
             UpstreamError::Timeout => Self::UpstreamTimeout,
             UpstreamError::BodyTooLarge => Self::PayloadTooLarge,
+            UpstreamError::ClientBody => {
+                Self::BadRequest("the request body is malformed or was cut short".into())
+            }
             UpstreamError::Connect(_) => {
                 Self::UpstreamUnavailable("could not connect to Outseta".into())
             }

@@ -697,3 +697,71 @@ async fn a_burst_of_new_connections_is_queued_not_dropped() {
     drop(conns);
     let _ = serving.await;
 }
+
+/// Writes `head` + `body` on a fresh connection, optionally closes the write half, and reads
+/// until the gateway closes or 5 s pass.
+async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], half_close: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    if half_close {
+        s.shutdown().await.expect("shutdown");
+    }
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn a_malformed_streamed_body_is_400_not_502() {
+    let env = Env::new().await;
+    let auth = env.auth("u1");
+    let head = |framing: &str| {
+        format!(
+            "POST /api/v1/slow/upload HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\nContent-Type: application/json\r\n{framing}\r\n"
+        )
+    };
+    let cases: [(&str, String, bool); 4] = [
+        (
+            "bad chunk size",
+            format!(
+                "{}5\r\nhello\r\nzz\r\nxx\r\n0\r\n\r\n",
+                head("Transfer-Encoding: chunked\r\n")
+            ),
+            false,
+        ),
+        (
+            "chunk longer than its size",
+            format!(
+                "{}3\r\nhello\r\n0\r\n\r\n",
+                head("Transfer-Encoding: chunked\r\n")
+            ),
+            false,
+        ),
+        (
+            "chunked body cut short",
+            format!(
+                "{}10\r\nonly-a-part",
+                head("Transfer-Encoding: chunked\r\n")
+            ),
+            true,
+        ),
+        (
+            "content-length body cut short",
+            format!("{}{{\"a\":", head("Content-Length: 100\r\n")),
+            true,
+        ),
+    ];
+    for (what, request, half_close) in cases {
+        let reply = raw_exchange(env.gw.addr, request.as_bytes(), half_close).await;
+        assert!(
+            reply.starts_with("HTTP/1.1 400"),
+            "{what}: {}",
+            reply.lines().next().unwrap_or("no answer")
+        );
+        assert!(
+            reply.contains("\"code\":\"bad_request\""),
+            "{what}: {reply}"
+        );
+    }
+}

@@ -6,6 +6,9 @@
 //! # Guarantees
 //! - Headers larger than `max_header_bytes` → 431; a declared body larger than
 //!   `max_request_body` → 413 before anything is read (a streamed one is cut at the limit).
+//! - The client's body is marked ([`crate::body::from_client`]): when it breaks (bad chunk
+//!   framing, cut short) anywhere below, even mid-way upstream, the answer is 400
+//!   `bad_request`, never a 502 blamed on Outseta.
 //! - The path is canonicalised ([`crate::rules::canon`]) or refused with 400 *before* any
 //!   rule is tried; the canonical path is the one matched, judged and forwarded.
 //! - No matching rule: 403 under `/api/v1/`, 404 elsewhere (default deny).
@@ -103,7 +106,7 @@ pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
         );
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    req = req.map(|b| body::boxed(http_body_util::Limited::new(b, limit)));
+    req = req.map(|b| body::from_client(http_body_util::Limited::new(b, limit)));
     context_mut(&mut req).matched = Some(Matched {
         rule: index,
         rule_name: rule.name.clone(),

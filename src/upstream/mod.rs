@@ -38,6 +38,9 @@ pub enum UpstreamError {
     Timeout,
     #[error("the request body exceeds the limit")]
     BodyTooLarge,
+    /// The client's request body failed while it streamed upstream (bad framing, cut short).
+    #[error("the request body could not be read")]
+    ClientBody,
     #[error("the upstream connection failed")]
     Protocol(#[source] hyper_util::client::legacy::Error),
 }
@@ -103,13 +106,13 @@ fn classify(e: hyper_util::client::legacy::Error) -> UpstreamError {
     if e.is_connect() {
         return UpstreamError::Connect(e);
     }
-    // A request body that hit `max_request_body` while streaming surfaces as a body error.
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
-    while let Some(s) = source {
-        if s.is::<http_body_util::LengthLimitError>() {
-            return UpstreamError::BodyTooLarge;
-        }
-        source = s.source();
+    // A request body that hit `max_request_body`, or that the client broke, while streaming
+    // surfaces as a body error: it is the client's fault, not the upstream's.
+    if crate::body::chain_has::<http_body_util::LengthLimitError>(&e) {
+        return UpstreamError::BodyTooLarge;
+    }
+    if crate::body::chain_has::<crate::body::ClientBodyError>(&e) {
+        return UpstreamError::ClientBody;
     }
     UpstreamError::Protocol(e)
 }
