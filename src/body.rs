@@ -67,6 +67,59 @@ pub fn chain_has<T: std::error::Error + 'static>(
     false
 }
 
+pin_project_lite::pin_project! {
+    /// A body that records, in a shared flag, that it was read to its end.
+    pub struct Watched<B> {
+        #[pin]
+        inner: B,
+        drained: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Watched<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        // A reader may stop at the last frame once `is_end_stream` says so (hyper does for a
+        // body of known length), without polling for the end.
+        let ended = match &polled {
+            std::task::Poll::Ready(None) => true,
+            std::task::Poll::Ready(Some(Ok(_))) => this.inner.is_end_stream(),
+            _ => false,
+        };
+        if ended {
+            this.drained
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// `body`, and a flag that turns true once it has been read to its end.
+pub fn watched(body: Body) -> (Body, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let drained = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = Watched {
+        inner: body,
+        drained: drained.clone(),
+    }
+    .boxed_unsync();
+    (body, drained)
+}
+
 /// A boxed, streaming body: client request bodies, upstream responses, generated bodies.
 pub type Body = UnsyncBoxBody<Bytes, BodyError>;
 

@@ -765,3 +765,129 @@ async fn a_malformed_streamed_body_is_400_not_502() {
         );
     }
 }
+
+/// Sends `request` and reads until the gateway closed, 3 s passed, or (with `answers`) that
+/// many answers arrived. Returns what was read and whether the gateway closed the connection.
+async fn exchange_keeping(
+    addr: std::net::SocketAddr,
+    request: &[u8],
+    answers: Option<usize>,
+) -> (String, bool) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(request).await.expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 8192];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let text = String::from_utf8_lossy(&out).into_owned();
+        if answers.is_some_and(|n| text.matches("HTTP/1.1 ").count() >= n && text.ends_with('}')) {
+            return (text, false);
+        }
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (text, true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => return (text, false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn early_refusals_of_an_unread_body_close_the_connection() {
+    let env = Env::new().await;
+    let auth = env.auth("u1");
+    let req = |method: &str, path: &str, auth: &str, framing: &str, body: &str| {
+        let auth = if auth.is_empty() {
+            String::new()
+        } else {
+            format!("Authorization: {auth}\r\n")
+        };
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: gw\r\n{auth}Content-Type: application/json\r\n{framing}\r\n{body}"
+        )
+    };
+    // Answered before the body was read: the gateway says it closes, and does.
+    for (what, request, status) in [
+        (
+            "413 on the declared length",
+            req(
+                "PUT",
+                "/api/v1/slow/x",
+                &auth,
+                "Content-Length: 10000000\r\n",
+                "",
+            ),
+            "413",
+        ),
+        (
+            "401 without a token",
+            req(
+                "POST",
+                "/api/v1/slow/x",
+                "",
+                "Content-Length: 500\r\n",
+                "{\"a\":",
+            ),
+            "401",
+        ),
+        (
+            "404 outside the API",
+            req(
+                "POST",
+                "/elsewhere",
+                &auth,
+                "Transfer-Encoding: chunked\r\n",
+                "5\r\nhello\r\n",
+            ),
+            "404",
+        ),
+        (
+            "403 no rule",
+            req(
+                "DELETE",
+                "/api/v1/crm/people/u1",
+                &auth,
+                "Content-Length: 50\r\n",
+                "",
+            ),
+            "403",
+        ),
+    ] {
+        let (reply, closed) = exchange_keeping(env.gw.addr, request.as_bytes(), None).await;
+        assert!(
+            reply.starts_with(&format!("HTTP/1.1 {status}")),
+            "{what}: {reply}"
+        );
+        assert!(
+            reply.to_ascii_lowercase().contains("connection: close"),
+            "{what}: {reply}"
+        );
+        assert!(closed, "{what}: the gateway closes the connection");
+    }
+    // A body that was read keeps the connection: two requests, two answers, one connection.
+    let first = req(
+        "POST",
+        "/api/v1/slow/x",
+        &auth,
+        "Content-Length: 7\r\n",
+        "{\"a\":1}",
+    );
+    let second =
+        format!("GET /api/v1/crm/people/u1 HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\n\r\n");
+    let (reply, closed) =
+        exchange_keeping(env.gw.addr, format!("{first}{second}").as_bytes(), Some(2)).await;
+    assert_eq!(reply.matches("HTTP/1.1 200").count(), 2, "{reply}");
+    assert!(
+        !reply.to_ascii_lowercase().contains("connection: close"),
+        "{reply}"
+    );
+    assert!(!closed);
+    // A refusal without a body keeps the connection too.
+    let denied =
+        format!("GET /api/v1/crm/people/u2 HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\n\r\n");
+    let (reply, closed) =
+        exchange_keeping(env.gw.addr, format!("{denied}{second}").as_bytes(), Some(2)).await;
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert_eq!(reply.matches("HTTP/1.1 200").count(), 1, "{reply}");
+    assert!(!closed);
+}
