@@ -11,7 +11,9 @@
 //!   restart and the rest of the new configuration is applied.
 //! - File changes are debounced ([`DEBOUNCE`]) and deduplicated by content, so an editor's
 //!   burst of writes or Kubernetes' ConfigMap symlink swap is one reload. The parent
-//!   directory is watched, which also catches ConfigMap updates (they replace a symlink).
+//!   directory is watched, which also catches ConfigMap updates (they replace a symlink);
+//!   events on any other file in it (a log file, an editor's swap file) wake nothing, and
+//!   the watcher crate's own per-event trace logs are capped (see `telemetry::init`).
 //!
 //! Every attempt counts in `gateway_config_reloads_total{result="ok"|"error"|"unchanged"}`.
 

@@ -194,3 +194,76 @@ async fn the_cache_and_the_jwks_keys_survive_a_reload() {
     assert_eq!(mock.jwks_fetches(), jwks_fetches, "the JWKS keys were lost");
     gw.shutdown().await;
 }
+
+/// The size of the file at `path` (0 when absent).
+fn size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn files_beside_the_config_trigger_nothing_not_even_with_trace_logs_written_beside_it() {
+    use std::process::{Command, Stdio};
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let cfg = temp_file("watched.toml", &config_text(&mock, &person_rule(OWN, "")));
+    let dir = cfg.parent().unwrap().to_path_buf();
+    let log = dir.join("gateway.log");
+    let mut child = Command::new(support::process::BIN)
+        .args(["serve", "-c", cfg.to_str().unwrap(), "--log-format", "json"])
+        .env("RUST_LOG", "trace")
+        .env("OUTSETA_API_KEY", API_KEY)
+        .env("OUTSETA_API_SECRET", API_SECRET)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn outseta-gateway");
+    // The admin address, from the serving line in the log file.
+    let admin = wait_for(async || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("outseta-gateway serving")
+    })
+    .await
+    .then(|| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["message"] == "outseta-gateway serving")
+            .and_then(|v| v["admin"].as_str().map(str::to_string))
+    })
+    .flatten();
+    let Some(admin) = admin else {
+        let _ = child.kill();
+        panic!("the gateway did not start");
+    };
+    // The log file is beside the config: its own writes must not feed the watcher's logging.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = size(&log);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let grown = size(&log) - before;
+    // 200 writes to a neighbouring file: no reload attempt at all.
+    let neighbour = dir.join("neighbour.txt");
+    for i in 0..200 {
+        std::fs::write(&neighbour, format!("line {i}\n")).unwrap();
+    }
+    tokio::time::sleep(reload_debounce() * 4).await;
+    let metrics = get(&format!("http://{admin}/metrics"), &[]).await.text();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        grown < 512 * 1024,
+        "an idle gateway wrote {grown} bytes of log in 2 s beside its config"
+    );
+    let attempts: f64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("gateway_config_reloads_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(attempts, 0.0, "{metrics}");
+}
+
+fn reload_debounce() -> Duration {
+    outseta_gateway::reload::DEBOUNCE
+}

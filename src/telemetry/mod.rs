@@ -37,13 +37,21 @@ pub type LogGuard = tracing_appender::non_blocking::WorkerGuard;
 
 /// Installs the global subscriber. `RUST_LOG` overrides `default_filter`.
 ///
+/// The file watcher's own crate (`notify`) logs every filesystem event it sees at trace
+/// level; with the log written to a file beside the config, each such line would be a new
+/// event, and so on without end. Its logs are capped at `info` unless `RUST_LOG` names it.
+///
 /// Lines are formatted on the calling thread and written by a dedicated thread through a
 /// buffer (one `write` per batch, not per line), so logging never blocks the event loop. If
 /// that thread falls more than 128k lines behind, new lines are dropped rather than stalling
 /// requests.
 pub fn init(format: LogFormat, default_filter: &str) -> LogGuard {
-    let filter =
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let names_notify = std::env::var(EnvFilter::DEFAULT_ENV).is_ok_and(|v| v.contains("notify"));
+    if !names_notify && let Ok(cap) = "notify=info".parse() {
+        filter = filter.add_directive(cap);
+    }
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(true)
         .thread_name("outseta-gateway-log")
