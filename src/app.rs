@@ -181,7 +181,9 @@ impl Bound {
         let server_cfg = &snapshot.config.server;
         let limits = server::Limits {
             max_header_bytes: server_cfg.max_header_bytes,
-            header_read_timeout: Duration::from_secs(10),
+            header_read_timeout: server_cfg.header_read_timeout,
+            max_connections: server_cfg.max_connections,
+            idle_timeout: server_cfg.idle_timeout,
         };
         let grace = server_cfg.shutdown_grace;
         drop(snapshot);

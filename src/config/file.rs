@@ -28,6 +28,9 @@ pub struct ServerSection {
     pub max_request_body: Option<String>,
     pub max_header_bytes: Option<String>,
     pub shutdown_grace: Option<String>,
+    pub max_connections: Option<i64>,
+    pub idle_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
 }
 

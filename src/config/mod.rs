@@ -60,6 +60,12 @@ pub struct Server {
     pub max_request_body: u64,
     pub max_header_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Open client connections at most; past it new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection with nothing in flight and no bytes moving is closed after this.
+    pub idle_timeout: Duration,
+    /// From the first byte of a request to the end of its head.
+    pub header_read_timeout: Duration,
     /// Peers whose `X-Forwarded-For` names the client (see `proxy::client_ip`); empty: none.
     pub trusted_proxies: Vec<ipnet::IpNet>,
 }

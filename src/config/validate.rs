@@ -203,6 +203,23 @@ pub(super) fn validate(file: FileConfig, problems: &mut Vec<String>) -> Option<C
         ))
         .unwrap_or(usize::MAX),
         shutdown_grace: cx.dur("server", "shutdown_grace", &s.shutdown_grace, "25s"),
+        max_connections: match s.max_connections {
+            None => 10_000,
+            Some(n) if (1..=1_000_000).contains(&n) => usize::try_from(n).unwrap_or(10_000),
+            Some(n) => {
+                cx.problems.push(format!(
+                    "[server] `max_connections`: must be an integer from 1 to 1000000, got {n}"
+                ));
+                10_000
+            }
+        },
+        idle_timeout: cx.dur("server", "idle_timeout", &s.idle_timeout, "60s"),
+        header_read_timeout: cx.dur(
+            "server",
+            "header_read_timeout",
+            &s.header_read_timeout,
+            "10s",
+        ),
         trusted_proxies: cx.nets(s.trusted_proxies.as_deref().unwrap_or_default()),
     };
     if server.request_timeout.is_zero() || server.upstream_timeout.is_zero() {
@@ -331,6 +348,16 @@ pub(super) fn validate(file: FileConfig, problems: &mut Vec<String>) -> Option<C
         allowed_headers,
         max_age: cx.dur("cors", "max_age", &co.max_age, "10m"),
     };
+
+    for (key, d) in [
+        ("idle_timeout", server.idle_timeout),
+        ("header_read_timeout", server.header_read_timeout),
+    ] {
+        if d.is_zero() {
+            cx.problems
+                .push(format!("[server] `{key}`: must be longer than 0"));
+        }
+    }
 
     // [[rule]]
     if file.rules.is_empty() {

@@ -267,6 +267,8 @@ impl Simulator {
         let limits = crate::server::Limits {
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(120),
         };
         crate::server::serve(self.listener, svc, limits, shutdown, Duration::from_secs(5)).await;
     }
