@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Wrapper for the peer benchmark harness (shared/bench/peers): maps its environment to a
+# Wrapper for the peer benchmark harness (the team's peers harness, outside this repository): maps its environment to a
 # gateway config and execs the release binary. Name it in TARGET_OURS_CMD by absolute path:
 #
 #   TARGET_OURS_CMD=/abs/path/to/bench/peer-target.sh ./run.sh

@@ -80,9 +80,7 @@ fn request(snap: &Arc<Snapshot>, uid: &str) -> Request<Body> {
             query: None,
             credential: Credential::ApiKey,
             rule_name: "read own person".into(),
-            identity_encoding: true,
-            cacheable: true,
-            body_rewritten: false,
+            shape: outseta_gateway::upstream::headers::Shape::new(true, false, false),
         }),
         deadline: Some(Deadline((Instant::now() + Duration::from_secs(30)).into())),
         ..RequestContext::default()
@@ -176,9 +174,7 @@ fn bench_cache(c: &mut Criterion) {
         query: Some("limit=10&fields=*&Account.Uid=E9Ly3PWw".into()),
         credential: Credential::ApiKey,
         rule_name: "subs".into(),
-        identity_encoding: true,
-        cacheable: true,
-        body_rewritten: false,
+        shape: outseta_gateway::upstream::headers::Shape::new(true, false, false),
     };
     g.bench_function("key: build with a 3-pair query (sorted)", |b| {
         b.iter(|| key::build(&plan, None).len())

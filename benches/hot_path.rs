@@ -134,9 +134,7 @@ fn bench_build(c: &mut Criterion) {
         query: Some("fields=*".into()),
         credential: Credential::ApiKey,
         rule_name: "read own person".into(),
-        identity_encoding: false,
-        cacheable: false,
-        body_rewritten: false,
+        shape: outseta_gateway::upstream::headers::Shape::default(),
     };
     let mut headers = HeaderMap::new();
     headers.insert(

@@ -1,4 +1,4 @@
-//! The admin listener (spec §7): `/healthz`, `/readyz`, `/metrics`, `POST /cache/purge`.
+//! The admin listener: `/healthz`, `/readyz`, `/metrics`, `POST /cache/purge`.
 //! Never the public port.
 //!
 //! `/readyz` is 200 once the JWKS has been fetched and 503 while draining, with a JSON body

@@ -1,5 +1,5 @@
 //! `GatewayError`: every failure the gateway itself answers, and the *only* place one becomes
-//! an HTTP response (`application/problem+json`, spec §4).
+//! an HTTP response (`application/problem+json`, docs/behaviour.md).
 //!
 //! Inner layers return typed errors that convert into this one with `From`; the rescue layer
 //! calls [`GatewayError::into_response`]. Details that could leak (tokens, the API key,

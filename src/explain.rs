@@ -387,9 +387,11 @@ pub fn decide(config: &Config, probe: &Probe) -> Decision {
         query: forwarded.serialize(),
         credential: rule.credential,
         rule_name: rule.name.clone(),
-        identity_encoding: rule.response_when.is_some() || cache_on,
-        cacheable: cache_on,
-        body_rewritten: rewrites && probe.body.is_some(),
+        shape: crate::upstream::headers::Shape::new(
+            cache_on,
+            rule.response_when.is_some(),
+            rewrites && probe.body.is_some(),
+        ),
     };
     let uri = match crate::proxy::forward::upstream_uri(&config.outseta.upstream, &plan) {
         Ok(u) => u,
@@ -426,7 +428,7 @@ fn upstream_headers(config: &Config, plan: &Plan, client: &HeaderMap) -> BTreeMa
     let h = crate::upstream::headers::upstream_request(
         client,
         &config.outseta.forward_headers,
-        plan.shape(),
+        plan.shape,
     );
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in &h {
@@ -700,5 +702,34 @@ cache = "5m"
         p.claims = serde_json::json!({});
         let d = decide(&config, &p);
         assert_eq!(d.code, Some("missing_token"));
+    }
+
+    #[test]
+    fn the_fields_policy_is_shown_on_allow_and_on_deny() {
+        let config = Config::from_toml(CONFIG, "t").unwrap();
+        // "read plan" takes any query: `fields` is limited to one segment.
+        let d = decide(
+            &config,
+            &probe(Method::GET, "/api/v1/billing/plans/p1?fields=Uid", None),
+        );
+        assert_eq!(d.decision, Verdict::Allow);
+        assert!(render_text(&d).contains("fields_allow: not set — one-segment"));
+        let d = decide(
+            &config,
+            &probe(
+                Method::GET,
+                "/api/v1/billing/plans/p1?fields=PlanFamily.Plans.*",
+                None,
+            ),
+        );
+        assert_eq!((d.status, d.code), (Some(403), Some("forbidden")));
+        let text = render_text(&d);
+        assert!(text.contains("PlanFamily.Plans.*"), "{text}");
+        assert!(text.contains("fields_allow: not set"), "{text}");
+        let d = decide(
+            &config,
+            &probe(Method::GET, "/api/v1/billing/plans/p1?fields=A..B", None),
+        );
+        assert_eq!((d.status, d.code), (Some(400), Some("bad_request")));
     }
 }

@@ -1,4 +1,4 @@
-//! Hot reload (spec §8): `SIGHUP` or a change of the config file reloads config and rules.
+//! Hot reload: `SIGHUP` or a change of the config file reloads config and rules.
 //!
 //! # Guarantees
 //! - The new file is parsed and validated completely before anything changes; an invalid one

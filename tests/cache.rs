@@ -1,4 +1,4 @@
-//! The response cache end to end (spec §5): hits, what is not stored, policy on hits,
+//! The response cache end to end: hits, what is not stored, policy on hits,
 //! per-user keys, invalidation, expiry, stale serving, purge, coalescing and the byte bound.
 
 mod support;
@@ -251,7 +251,7 @@ async fn a_denied_user_never_gets_a_cached_body_and_response_when_runs_on_hits()
     let r = env.get("/api/v1/crm/people/u1", "u2").await;
     assert_eq!(r.status, 403);
     assert!(!r.text().contains("u1@example.com"));
-    // A response of a cacheable rule, which the cache did not answer (spec §4).
+    // A response of a cacheable rule, which the cache did not answer.
     assert_eq!(cache_status(&r), "outseta-gateway; fwd=bypass");
 
     // The invoice belongs to acct-1: its owner's fetch is stored...

@@ -698,20 +698,6 @@ async fn a_burst_of_new_connections_is_queued_not_dropped() {
     let _ = serving.await;
 }
 
-/// Writes `head` + `body` on a fresh connection, optionally closes the write half, and reads
-/// until the gateway closes or 5 s pass.
-async fn raw_exchange(addr: std::net::SocketAddr, request: &[u8], half_close: bool) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(request).await.expect("write");
-    if half_close {
-        s.shutdown().await.expect("shutdown");
-    }
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 #[tokio::test]
 async fn a_malformed_streamed_body_is_400_not_502() {
     let env = Env::new().await;
@@ -753,7 +739,7 @@ async fn a_malformed_streamed_body_is_400_not_502() {
         ),
     ];
     for (what, request, half_close) in cases {
-        let reply = raw_exchange(env.gw.addr, request.as_bytes(), half_close).await;
+        let (reply, _) = exchange(env.gw.addr, request.as_bytes(), half_close, None).await;
         assert!(
             reply.starts_with("HTTP/1.1 400"),
             "{what}: {}",
@@ -766,16 +752,21 @@ async fn a_malformed_streamed_body_is_400_not_502() {
     }
 }
 
-/// Sends `request` and reads until the gateway closed, 3 s passed, or (with `answers`) that
-/// many answers arrived. Returns what was read and whether the gateway closed the connection.
-async fn exchange_keeping(
+/// Sends `request` on a fresh connection (then closes the write half when `half_close`) and
+/// reads until the gateway closed, 3 s passed, or (with `answers`) that many answers arrived.
+/// Returns what was read and whether the gateway closed the connection.
+async fn exchange(
     addr: std::net::SocketAddr,
     request: &[u8],
+    half_close: bool,
     answers: Option<usize>,
 ) -> (String, bool) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     s.write_all(request).await.expect("write");
+    if half_close {
+        s.shutdown().await.expect("shutdown");
+    }
     let mut out = Vec::new();
     let mut buf = [0u8; 8192];
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
@@ -853,7 +844,7 @@ async fn early_refusals_of_an_unread_body_close_the_connection() {
             "403",
         ),
     ] {
-        let (reply, closed) = exchange_keeping(env.gw.addr, request.as_bytes(), None).await;
+        let (reply, closed) = exchange(env.gw.addr, request.as_bytes(), false, None).await;
         assert!(
             reply.starts_with(&format!("HTTP/1.1 {status}")),
             "{what}: {reply}"
@@ -874,8 +865,13 @@ async fn early_refusals_of_an_unread_body_close_the_connection() {
     );
     let second =
         format!("GET /api/v1/crm/people/u1 HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\n\r\n");
-    let (reply, closed) =
-        exchange_keeping(env.gw.addr, format!("{first}{second}").as_bytes(), Some(2)).await;
+    let (reply, closed) = exchange(
+        env.gw.addr,
+        format!("{first}{second}").as_bytes(),
+        false,
+        Some(2),
+    )
+    .await;
     assert_eq!(reply.matches("HTTP/1.1 200").count(), 2, "{reply}");
     assert!(
         !reply.to_ascii_lowercase().contains("connection: close"),
@@ -885,8 +881,13 @@ async fn early_refusals_of_an_unread_body_close_the_connection() {
     // A refusal without a body keeps the connection too.
     let denied =
         format!("GET /api/v1/crm/people/u2 HTTP/1.1\r\nHost: gw\r\nAuthorization: {auth}\r\n\r\n");
-    let (reply, closed) =
-        exchange_keeping(env.gw.addr, format!("{denied}{second}").as_bytes(), Some(2)).await;
+    let (reply, closed) = exchange(
+        env.gw.addr,
+        format!("{denied}{second}").as_bytes(),
+        false,
+        Some(2),
+    )
+    .await;
     assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
     assert_eq!(reply.matches("HTTP/1.1 200").count(), 1, "{reply}");
     assert!(!closed);

@@ -1,10 +1,10 @@
 # Shared by measure.sh, profile.sh and callgrind.sh: ours alone behind the peer harness's origin,
 # with the harness's pinning (load generator on CPU 0, ours and the origin on CPU 1).
-# PEERS_DIR: a writable copy of shared/bench/peers after one `./run.sh` (it writes
-# run/origin.conf and tokens/). TSV: tokens/valid.tsv (S1/S2) or tokens/bad.tsv (S3).
+# PEERS_DIR: a writable copy of the peer benchmark harness (not part of this repository)
+# after one `./run.sh` (it writes run/origin.conf and tokens/). TSV: tokens/valid.tsv (S1/S2) or tokens/bad.tsv (S3).
 # CACHE: 1 (S1) or 0 (S2/S3).
 set -u
-: "${PEERS_DIR:?set PEERS_DIR to a writable copy of shared/bench/peers that has run once}"
+: "${PEERS_DIR:?set PEERS_DIR to a writable copy of the peer harness that has run once}"
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TARGET="$here/../peer-target.sh"
 cd "$PEERS_DIR"

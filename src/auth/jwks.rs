@@ -1,4 +1,4 @@
-//! The Outseta signing keys (JWKS), with the hygiene of spec §4.
+//! The Outseta signing keys (JWKS), with the hygiene described in docs/behaviour.md ("On the wire").
 //!
 //! # Guarantees
 //! - Keys are fetched before the gateway reports ready ([`Jwks::is_ready`]) and refreshed in

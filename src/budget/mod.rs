@@ -1,4 +1,4 @@
-//! The shared upstream budget (spec §6): every upstream call made with the API key takes one
+//! The shared upstream budget (docs/behaviour.md, "Shared upstream budget"): every upstream call made with the API key takes one
 //! permit; callers that must wait queue fairly by user; a wait longer than `max_wait` (or
 //! than what is left of the request) is refused with [`Busy`].
 //!

@@ -1,7 +1,7 @@
 //! May this upstream answer be stored? Status, `Cache-Control`, `Vary`, `Content-Encoding`.
 //!
-//! - Only 200 (spec §5).
-//! - `Cache-Control: no-store` or `private` (qualified or not) prevents storing (spec §5).
+//! - Only 200.
+//! - `Cache-Control: no-store` or `private` (qualified or not) prevents storing.
 //!   Other directives (`max-age`, `no-cache`, …) are not consulted: the rule's `cache` ttl is
 //!   the operator's decision, and the gateway never revalidates.
 //! - `Vary: *`, or `Vary` naming a request header other than `Accept-Encoding` (the forwarder

@@ -1,4 +1,4 @@
-//! What a successful write drops (spec §5): its own path, its parent collection (one segment
+//! What a successful write drops (docs/behaviour.md, "Response cache"): its own path, its parent collection (one segment
 //! shorter), with any query and for any user, plus the rule's `invalidates` templates rendered
 //! with the request's path parameters.
 

@@ -1,4 +1,4 @@
-//! Cache keys (spec §5): the upstream request as forwarded — the canonical path and the query
+//! Cache keys (docs/behaviour.md, "Response cache"): the upstream request as forwarded — the canonical path and the query
 //! after the rule's rewriting, with its parameters sorted — plus who the request is made as
 //! when that changes the answer.
 //!
@@ -119,9 +119,7 @@ mod tests {
             query: query.map(str::to_string),
             credential,
             rule_name: "r".into(),
-            identity_encoding: true,
-            cacheable: true,
-            body_rewritten: false,
+            shape: crate::upstream::headers::Shape::new(true, false, false),
         }
     }
 

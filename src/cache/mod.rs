@@ -1,4 +1,4 @@
-//! The response cache (spec §5): GETs of rules with `cache` on are answered from a
+//! The response cache (docs/behaviour.md, "Response cache"): GETs of rules with `cache` on are answered from a
 //! byte-bounded store, concurrent misses are coalesced into one upstream call, stale entries
 //! cover refreshes and upstream failures, and writes invalidate.
 //!

@@ -1,4 +1,4 @@
-//! What the cache did for one response: the `Cache-Status` value (spec §4, exact forms), the
+//! What the cache did for one response: the `Cache-Status` value (the exact forms of docs/behaviour.md, "On the wire"), the
 //! label in the access line (`Trail::cache`) and the metrics.
 
 use std::sync::Arc;
@@ -112,7 +112,7 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
-    /// The `Cache-Status` header value, exactly as spec §4 spells it.
+    /// The `Cache-Status` header value, exactly as docs/behaviour.md spells it.
     pub fn header_value(self) -> HeaderValue {
         match self {
             Self::Hit { ttl } => hit_value(ttl),

@@ -60,9 +60,7 @@ fn request(snap: &Arc<Snapshot>, deadline: Duration) -> Request<Body> {
             query: None,
             credential: Credential::ApiKey,
             rule_name: "r".into(),
-            identity_encoding: true,
-            cacheable: true,
-            body_rewritten: false,
+            shape: crate::upstream::headers::Shape::new(true, false, false),
         }),
         deadline: Some(Deadline((Instant::now() + deadline).into())),
         ..RequestContext::default()

@@ -1,4 +1,4 @@
-//! `outseta-gateway demo` (spec §2): the built-in Outseta simulator on a free port and a
+//! `outseta-gateway demo`: the built-in Outseta simulator on a free port and a
 //! gateway in front of it with `config/demo.toml` (the production rule set), in one process,
 //! until Ctrl-C.
 //!

@@ -1,4 +1,4 @@
-//! The per-user limit on the wire (spec §4): `RateLimit-Policy` and `RateLimit` as in the
+//! The per-user limit on the wire (docs/behaviour.md, "On the wire"): `RateLimit-Policy` and `RateLimit` as in the
 //! IETF httpapi ratelimit-headers draft (Structured Fields items with parameters).
 //!
 //! - `RateLimit-Policy: "user";q=120;w=60` — the long-run quota `q` per window `w` seconds

@@ -1,4 +1,4 @@
-//! One access line and the request metrics per request (spec §8).
+//! One access line and the request metrics per request (docs/behaviour.md, "Operations").
 //!
 //! # Position in the stack
 //! Outside CORS and the rescue boundary, so preflights and every error are logged and

@@ -15,6 +15,7 @@ use crate::rules::Credential;
 use crate::rules::canon::CanonPath;
 use crate::rules::query::Query;
 use crate::rules::template::Params;
+use crate::upstream::headers::Shape;
 
 use super::snapshot::Snapshot;
 
@@ -207,24 +208,12 @@ pub struct Plan {
     pub query: Option<String>,
     pub credential: Credential,
     pub rule_name: Arc<str>,
-    /// The forwarder must ask for an uncompressed body (the policy or cache reads it).
-    pub identity_encoding: bool,
-    /// The rule caches its answers: only trace headers of the client's travel upstream.
-    pub cacheable: bool,
-    /// The body was rewritten (so `Content-Length` must be recomputed).
-    pub body_rewritten: bool,
+    /// What the upstream request's headers depend on (caching, a rewritten body, a response
+    /// the gateway reads).
+    pub shape: Shape,
 }
 
 impl Plan {
-    /// What the upstream request's headers depend on.
-    pub fn shape(&self) -> crate::upstream::headers::Shape {
-        crate::upstream::headers::Shape {
-            cacheable: self.cacheable,
-            body_rewritten: self.body_rewritten,
-            identity_encoding: self.identity_encoding,
-        }
-    }
-
     pub fn path_and_query(&self) -> String {
         match &self.query {
             Some(q) => format!("{}?{}", self.path, q),

@@ -10,7 +10,7 @@
 //! - The path and query sent are the plan's, i.e. exactly what the rule judged.
 //! - Each attempt is bounded by `upstream_timeout` (to the response head); the body streams.
 //!
-//! # The budget (spec §6)
+//! # The budget
 //! - A call made with the API key takes one permit from the [`Budget`] right before it goes
 //!   upstream, and only then: `user`/`none` credentials never pay, and nothing above the
 //!   forwarder (cache hits, collapsed followers) reaches it. The wait is recorded in the
@@ -119,8 +119,7 @@ impl Forward {
         let mut out = Request::new(body);
         *out.method_mut() = plan.method.clone();
         *out.uri_mut() = upstream_uri(&outseta.upstream, plan)?;
-        let mut h =
-            headers::upstream_request(client_headers, &outseta.forward_headers, plan.shape());
+        let mut h = headers::upstream_request(client_headers, &outseta.forward_headers, plan.shape);
         // The vetted id replaces the client's, which `request_id` may have refused; without
         // one (never in the stack), the client's value is not passed on unchecked.
         match request_id {
@@ -290,9 +289,7 @@ mod tests {
             query: query.map(str::to_string),
             credential: Credential::ApiKey,
             rule_name: Arc::from("r"),
-            identity_encoding: false,
-            cacheable: false,
-            body_rewritten: false,
+            shape: crate::upstream::headers::Shape::default(),
         }
     }
 

@@ -27,6 +27,7 @@ use crate::error::GatewayError;
 use crate::rules::expr::Input;
 use crate::rules::{BodyOutcome, Denial};
 use crate::telemetry::metrics as m;
+use crate::upstream::headers::Shape;
 
 /// Largest response body `response_when` will read.
 pub const MAX_INSPECTED_RESPONSE: usize = 16 << 20;
@@ -113,10 +114,7 @@ where
                 BodyOutcome::Invalid(msg) => GatewayError::BadRequest(msg),
                 BodyOutcome::Denied(d) => GatewayError::Forbidden(d),
             })?;
-        parts.headers.insert(
-            header::CONTENT_TYPE,
-            http::HeaderValue::from_static("application/json"),
-        );
+        // Its `Content-Type` is set with the upstream headers (`upstream::headers`).
         body::full(rewritten)
     } else {
         body
@@ -129,9 +127,7 @@ where
         query: query.serialize(),
         credential: rule.credential,
         rule_name: rule.name.clone(),
-        identity_encoding: rule.response_when.is_some() || cache_on,
-        cacheable: cache_on,
-        body_rewritten: rewrites,
+        shape: Shape::new(cache_on, rule.response_when.is_some(), rewrites),
     });
     // `response_when` needs the request's values after the call; only then are they copied.
     let for_response = rule

@@ -12,7 +12,7 @@
 //! - The path is canonicalised ([`crate::rules::canon`]) or refused with 400 *before* any
 //!   rule is tried; the canonical path is the one matched, judged and forwarded.
 //! - No matching rule: 403 under `/api/v1/`, 404 elsewhere (default deny).
-//! - Every response of a cacheable rule carries `Cache-Status` (spec §4): the cache layer sets
+//! - Every response of a cacheable rule carries `Cache-Status`: the cache layer sets
 //!   it on what it answers; here `outseta-gateway; fwd=bypass` is registered as the default
 //!   for the rest (denials, limits and errors made before or below the cache).
 

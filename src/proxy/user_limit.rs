@@ -1,4 +1,4 @@
-//! The per-user limit (`[user_limit]`, spec §4): every request counts against its caller —
+//! The per-user limit (`[user_limit]`): every request counts against its caller —
 //! the token's `sub`, else the client IP — cache hits included; over the limit is 429
 //! `rate_limited` with `Retry-After`.
 //!

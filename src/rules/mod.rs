@@ -1,6 +1,6 @@
 //! The rules: compiled once at load, evaluated per request with no IO.
 //!
-//! # Semantics (spec §3 "Rule semantics")
+//! # Semantics (docs/behaviour.md, "Rule semantics")
 //! Rules are tried in file order; the first whose methods and path template match is *the*
 //! rule. Its `when` decides allow/deny; later rules are never tried. No rule: deny.
 //! Everything here is pure: the policy layer calls it with the verified claims, and `explain`

@@ -1,4 +1,4 @@
-//! The Outseta simulator (spec §9): a local stand-in for one Outseta domain, for demos, SPA
+//! The Outseta simulator (docs/behaviour.md, "Simulator"): a local stand-in for one Outseta domain, for demos, SPA
 //! development and tests. `outseta-gateway simulate` runs it alone; tests and `demo` use
 //! [`bind`] and [`Simulator::serve`].
 //!
@@ -15,7 +15,7 @@
 //! | `GET /__sim/stats` (counts, 429s, API-key arrival times), `POST /__sim/reset-stats` | none; not counted, not delayed |
 //!
 //! # Guarantees
-//! - The simulator mirrors Outseta as documented in `shared/outseta.md`; where Outseta's
+//! - The simulator mirrors Outseta as its public API reference documents it; where Outseta's
 //!   behaviour is unknown the choice is documented on the module that makes it. It does not
 //!   bend to make a gateway in front of it look good: the API key mints tokens for anyone,
 //!   admin lists return every customer's data, `fields` and filters behave like Outseta's.

@@ -88,6 +88,19 @@ pub struct Shape {
     pub identity_encoding: bool,
 }
 
+impl Shape {
+    /// The shape of a request to a rule that caches (`cacheable`) and/or checks responses
+    /// (`checks_response`): either way the gateway reads the answer, so it asks for it
+    /// uncompressed.
+    pub fn new(cacheable: bool, checks_response: bool, body_rewritten: bool) -> Self {
+        Self {
+            cacheable,
+            body_rewritten,
+            identity_encoding: cacheable || checks_response,
+        }
+    }
+}
+
 /// The headers of the upstream request before the request id and the credential: the
 /// client's headers that are in `allow` (only the trace headers among them when the rule is
 /// cacheable), `Content-Length` when the body travels as sent, and what the shape implies

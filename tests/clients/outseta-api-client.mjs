@@ -1,5 +1,5 @@
 // The real npm `outseta-api-client` (pinned in package.json) pointed at outseta-gateway, the
-// way an SPA would use it (shared/outseta.md §5.1):
+// way an SPA would use it:
 //   - `store.baseUrl` replaces its hard-coded https://<subdomain>.outseta.com/api/v1/;
 //   - `store.serverAuth = store.userAuth`, so the "admin-style" methods (crm.*) send the
 //     user's `bearer <token>` instead of needing API keys the browser must never have.
