@@ -3,29 +3,45 @@
 //!
 //! # Cost model (measured by `benches/hot_path.rs`)
 //! An RS256 verify is ~24 µs; a cache hit is a hash and a lookup. Verified tokens are kept
-//! until `exp` (checked on every hit) or `jwks_refresh`, whichever is first; tokens refused
-//! for a reason that cannot change (bad signature, expired, wrong iss/aud, malformed) are
-//! remembered too, so a flood of the same bad token costs no RSA work. Concurrent first
-//! sightings of one token share a single verification (moka's `try_get_with`): a burst of
-//! requests with a fresh token — an SPA's page load, a stampede — costs one RS256 check.
+//! until `exp` (checked on every hit) or `jwks_refresh`, whichever is first. Tokens refused
+//! after a signature check, for a reason that cannot change (bad signature, expired, wrong
+//! iss/aud, missing claim), are remembered too, so a flood of the same bad token costs no RSA
+//! work. Concurrent first sightings of one token share a single verification (moka's
+//! `try_get_with`): a burst of requests with a fresh token — an SPA's page load, a stampede —
+//! costs one RS256 check.
 //!
 //! # Bounds
-//! Both caches are weighted by approximate bytes ([`CACHE_BYTES`] each).
+//! A token whose header alone condemns it (not a JWT, not RS256, no key id) is refused before
+//! either cache is touched: it costs a header decode and leaves nothing behind. Each cache is
+//! weighed by what an entry really costs, moka's bookkeeping included ([`VERIFIED_BYTES`],
+//! [`REJECTED_BYTES`]; the per-entry figures are measured, see `bench/RESULTS.md`), so under any
+//! flood of unique tokens the two together hold at most 20 MiB.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use jsonwebtoken::{Algorithm, Header, Validation};
 use sha2::{Digest, Sha256};
 
 use super::jwks::{Jwks, KeyLookupError};
 use super::{AuthError, Principal};
 use crate::rules::expr::claims_value;
 
-/// Upper bound, in approximate bytes, of each token cache.
-pub const CACHE_BYTES: u64 = 64 << 20;
+/// Bound of the verified-token cache, in bytes of resident memory.
+pub const VERIFIED_BYTES: u64 = 16 << 20;
+/// Bound of the refused-token cache, in bytes of resident memory.
+pub const REJECTED_BYTES: u64 = 4 << 20;
+/// Resident bytes of one refused-token entry: key, value and moka's per-entry bookkeeping
+/// (measured: 317 bytes with the gateway's allocator).
+const REJECTED_WEIGHT: u32 = 320;
+/// Fixed part of a verified-token entry's cost (moka's bookkeeping, the `Principal`).
+const VERIFIED_BASE: u32 = 1024;
+/// Bytes of resident claims per byte of the token's base64url payload segment. The claims are
+/// held twice (the rule engine's value map and a string index); measured: an Outseta payload of
+/// 634 JSON bytes (846 base64url characters) costs ≈ 6,000 bytes in all.
+const VERIFIED_PER_PAYLOAD_BYTE: u32 = 6;
 
 type TokenHash = [u8; 32];
 
@@ -83,14 +99,14 @@ impl Verifier {
         validation.leeway = leeway.as_secs();
         let verified = moka::future::Cache::builder()
             .name("verified-tokens")
-            .max_capacity(CACHE_BYTES)
+            .max_capacity(VERIFIED_BYTES)
             .weigher(|_k: &TokenHash, v: &Verified| v.weight)
             .time_to_live(max_age.max(Duration::from_secs(1)))
             .build_with_hasher(DigestHasher::default());
         let rejected = moka::sync::Cache::builder()
             .name("rejected-tokens")
-            .max_capacity(CACHE_BYTES)
-            .weigher(|_k: &TokenHash, _v: &AuthError| 64)
+            .max_capacity(REJECTED_BYTES)
+            .weigher(|_k: &TokenHash, _v: &AuthError| REJECTED_WEIGHT)
             .time_to_live(Duration::from_secs(3600))
             .build_with_hasher(DigestHasher::default());
         Self {
@@ -124,9 +140,10 @@ impl Verifier {
         if let Some(e) = self.rejected.get(&hash) {
             return Err(e);
         }
+        let header = header_of(token)?;
         // Boxed: the first sighting (coalescing, JWKS, RS256) is a large state machine, and
         // inlining it would make every cached verification allocate and move it.
-        Box::pin(self.verify_first(hash, token)).await
+        Box::pin(self.verify_first(hash, token, header)).await
     }
 
     /// A token seen in neither cache: one signature check per token at a time.
@@ -134,6 +151,7 @@ impl Verifier {
         &self,
         hash: TokenHash,
         token: &str,
+        header: Header,
     ) -> Result<Arc<Principal>, AuthError> {
         // moka runs one initialisation at a time per key. A refusal is remembered inside it,
         // and each initialisation looks there first, so a caller that missed both caches just
@@ -142,12 +160,11 @@ impl Verifier {
             if let Some(e) = self.rejected.get(&hash) {
                 return Err(e);
             }
-            match self.verify_uncached(token).await {
-                Ok(principal) => {
-                    let weight = u32::try_from(token.len().saturating_mul(3).saturating_add(256))
-                        .unwrap_or(u32::MAX);
-                    Ok(Verified { principal, weight })
-                }
+            match self.verify_signed(token, header).await {
+                Ok(principal) => Ok(Verified {
+                    principal,
+                    weight: verified_weight(token),
+                }),
                 Err(e) => {
                     if e.is_permanent() {
                         self.rejected.insert(hash, e);
@@ -170,13 +187,16 @@ impl Verifier {
 
     /// Verifies without consulting or filling the token caches (benches measure this).
     pub async fn verify_uncached(&self, token: &str) -> Result<Arc<Principal>, AuthError> {
-        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
-        if header.alg != Algorithm::RS256 {
-            return Err(AuthError::Algorithm);
-        }
-        if header.kid.is_none() && header.x5t.is_none() {
-            return Err(AuthError::NoKeyId);
-        }
+        let header = header_of(token)?;
+        self.verify_signed(token, header).await
+    }
+
+    /// The signature and claims checks of a token whose header passed [`header_of`].
+    async fn verify_signed(
+        &self,
+        token: &str,
+        header: Header,
+    ) -> Result<Arc<Principal>, AuthError> {
         let key = self
             .jwks
             .key(header.kid.as_deref(), header.x5t.as_deref())
@@ -202,6 +222,28 @@ impl Verifier {
     }
 }
 
+/// The token's header, if it names RS256 and a key id: the checks that need no key and no
+/// memory.
+fn header_of(token: &str) -> Result<Header, AuthError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+    if header.alg != Algorithm::RS256 {
+        return Err(AuthError::Algorithm);
+    }
+    if header.kid.is_none() && header.x5t.is_none() {
+        return Err(AuthError::NoKeyId);
+    }
+    Ok(header)
+}
+
+/// The resident cost of a verified token's cache entry, from its payload segment's length.
+fn verified_weight(token: &str) -> u32 {
+    let payload = token.split('.').nth(1).map_or(token.len(), str::len);
+    u32::try_from(payload)
+        .unwrap_or(u32::MAX)
+        .saturating_mul(VERIFIED_PER_PAYLOAD_BYTE)
+        .saturating_add(VERIFIED_BASE)
+}
+
 fn map_error(kind: &ErrorKind) -> AuthError {
     match kind {
         ErrorKind::InvalidSignature => AuthError::Signature,
@@ -221,5 +263,131 @@ fn map_error(kind: &ErrorKind) -> AuthError {
         | ErrorKind::Json(_)
         | ErrorKind::Utf8(_) => AuthError::Malformed,
         _ => AuthError::Signature,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::{self, KeyPair as _};
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+
+    /// An RS256 key and its one-key JWKS.
+    struct Signer(KeyPair);
+
+    impl Signer {
+        fn generate() -> Self {
+            Self(KeyPair::generate(KeySize::Rsa2048).unwrap())
+        }
+
+        fn kid(&self) -> &str {
+            "k1"
+        }
+
+        fn jwks(&self) -> String {
+            let pk = self.0.public_key();
+            serde_json::json!({"keys": [{
+                "kty": "RSA", "kid": self.kid(), "alg": "RS256", "use": "sig",
+                "n": B64.encode(pk.modulus().big_endian_without_leading_zero()),
+                "e": B64.encode(pk.exponent().big_endian_without_leading_zero()),
+            }]})
+            .to_string()
+        }
+
+        fn sign(&self, claims: &serde_json::Value) -> String {
+            let msg = format!(
+                "{}.{}",
+                B64.encode(format!(r#"{{"alg":"RS256","kid":"{}"}}"#, self.kid())),
+                B64.encode(claims.to_string())
+            );
+            let mut sig = vec![0u8; self.0.public_modulus_len()];
+            self.0
+                .sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    msg.as_bytes(),
+                    &mut sig,
+                )
+                .unwrap();
+            format!("{msg}.{}", B64.encode(sig))
+        }
+    }
+
+    const ISS: &str = "http://t.outseta.com";
+    const AUD: &str = "t.outseta.com";
+
+    fn verifier(signer: &Signer) -> Verifier {
+        let client = crate::upstream::client(&[], Duration::from_secs(1)).unwrap();
+        let jwks = Arc::new(Jwks::new(
+            "http://127.0.0.1:9/jwks".parse().unwrap(),
+            client,
+            Duration::from_secs(1),
+        ));
+        jwks.set_keys(super::super::jwks::KeySet::parse(signer.jwks().as_bytes()).unwrap());
+        Verifier::new(jwks, ISS, AUD, Duration::ZERO, Duration::from_secs(600))
+    }
+
+    fn claims(sub: &str) -> serde_json::Value {
+        serde_json::json!({"iss": ISS, "aud": AUD, "sub": sub, "exp": now_secs() + 600})
+    }
+
+    #[tokio::test]
+    async fn tokens_condemned_by_their_header_leave_nothing_behind() {
+        let signer = Signer::generate();
+        let v = verifier(&signer);
+        let kid = signer.kid().to_string();
+        for i in 0..2000u32 {
+            let garbage = format!("x{i}.y.z");
+            assert_eq!(v.verify(&garbage).await.unwrap_err(), AuthError::Malformed);
+            let hs = format!(
+                "{}.{}.sig{i}",
+                B64.encode(format!(r#"{{"alg":"HS256","kid":"{kid}"}}"#)),
+                B64.encode("{}")
+            );
+            assert_eq!(v.verify(&hs).await.unwrap_err(), AuthError::Algorithm);
+            let no_kid = format!("{}.e30.s{i}", B64.encode(r#"{"alg":"RS256"}"#));
+            assert_eq!(v.verify(&no_kid).await.unwrap_err(), AuthError::NoKeyId);
+        }
+        v.rejected.run_pending_tasks();
+        v.verified.run_pending_tasks().await;
+        assert_eq!(v.rejected.entry_count(), 0);
+        assert_eq!(v.verified.entry_count(), 0);
+        assert_eq!(v.signature_checks(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_flood_of_unique_bad_signatures_stays_within_the_refused_budget() {
+        let signer = Signer::generate();
+        let v = verifier(&signer);
+        let good = signer.sign(&claims("P1"));
+        let (signed, _) = good.rsplit_once('.').unwrap();
+        let fits = (REJECTED_BYTES / u64::from(REJECTED_WEIGHT)) as usize;
+        for i in 0..fits + 2000 {
+            let bad = format!("{signed}.{}", B64.encode(format!("{i:0256}")));
+            assert_eq!(v.verify(&bad).await.unwrap_err(), AuthError::Signature);
+        }
+        v.rejected.run_pending_tasks();
+        assert!(v.rejected.weighted_size() <= REJECTED_BYTES);
+        assert!(v.rejected.entry_count() > 0);
+        // A refusal that cost a signature check is remembered: the same token again costs none.
+        let bad = format!("{signed}.{}", B64.encode([7u8; 256]));
+        let _ = v.verify(&bad).await;
+        let checks = v.signature_checks();
+        assert_eq!(v.verify(&bad).await.unwrap_err(), AuthError::Signature);
+        assert_eq!(v.signature_checks(), checks);
+        // And the good token still verifies.
+        assert!(v.verify(&good).await.is_ok());
+    }
+
+    #[test]
+    fn a_verified_entry_weighs_what_an_outseta_token_costs() {
+        // An Outseta payload of 634 JSON bytes is 846 base64url characters: ≈ 6,000 bytes
+        // resident (see bench/RESULTS.md).
+        let token = format!("h.{}.s", "a".repeat(846));
+        let w = verified_weight(&token);
+        assert!((5_500..=6_500).contains(&w), "{w}");
     }
 }

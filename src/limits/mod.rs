@@ -3,4 +3,5 @@
 
 pub mod headers;
 pub mod key;
+pub mod store;
 pub mod user;

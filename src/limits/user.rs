@@ -3,24 +3,28 @@
 //!
 //! # Guarantees
 //! - Over the limit: [`Limited`] with the wait until the next request would pass.
-//! - The keyed state is bounded by housekeeping: [`UserLimiter::prune`] (governor's
-//!   `retain_recent` + `shrink_to_fit`) drops every caller whose bucket has refilled, so the
-//!   map holds only callers seen within about `burst * interval` (15 s by default) plus one
-//!   [`PRUNE_EVERY`].
+//! - The keyed state holds at most [`MAX_CALLERS`] callers of their own (≈ 146 bytes each,
+//!   measured); while it is full, new callers share a few states ([`super::store`]).
+//!   Housekeeping ([`UserLimiter::prune`]: governor's `retain_recent` + `shrink_to_fit`) drops
+//!   every caller whose bucket has refilled, so the table holds only callers seen within about
+//!   `burst * interval` (15 s by default) plus one [`PRUNE_EVERY`].
 
 use std::time::Duration;
 
 use governor::clock::Clock;
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
+use governor::middleware::{NoOpMiddleware, StateInformationMiddleware};
 use governor::{Quota, RateLimiter};
 use http::HeaderValue;
 
 use super::headers;
 use super::key::UserKey;
+use super::store::BoundedStore;
 use crate::budget::local::TokioClock;
 use crate::config::UserLimit;
 use crate::telemetry::metrics as m;
+
+/// Callers with a state of their own (see [`super::store`] for the ones beyond).
+pub const MAX_CALLERS: usize = 32_768;
 
 /// How often housekeeping prunes the keyed state.
 pub const PRUNE_EVERY: Duration = Duration::from_secs(10);
@@ -44,8 +48,7 @@ pub struct Limited {
 /// verified token's `sub` or a peer address, and the seed is random per process.
 type Hasher = foldhash::fast::RandomState;
 
-type Keyed<C> =
-    RateLimiter<UserKey, DashMapStateStore<UserKey, Hasher>, C, StateInformationMiddleware>;
+type Keyed<C> = RateLimiter<UserKey, BoundedStore<UserKey, Hasher>, C, StateInformationMiddleware>;
 
 pub struct UserLimiter<C: Clock = TokioClock> {
     limiter: Keyed<C>,
@@ -73,15 +76,19 @@ impl UserLimiter<TokioClock> {
 
 impl<C: Clock + Clone> UserLimiter<C> {
     pub fn with_clock(cfg: &UserLimit, clock: C) -> Self {
+        Self::with_capacity(cfg, clock, MAX_CALLERS)
+    }
+
+    fn with_capacity(cfg: &UserLimit, clock: C, capacity: usize) -> Self {
         let interval = cfg.rate.interval().max(Duration::from_nanos(1));
         let quota = Quota::with_period(interval)
             .unwrap_or_else(|| Quota::per_second(cfg.burst))
             .allow_burst(cfg.burst);
         Self {
-            limiter: RateLimiter::dashmap_with_clock_and_hasher(
+            limiter: RateLimiter::<_, _, _, NoOpMiddleware<C::Instant>>::new(
                 quota,
+                BoundedStore::new(capacity, Hasher::default()),
                 clock.clone(),
-                Hasher::default(),
             )
             .with_middleware::<StateInformationMiddleware>(),
             clock,
@@ -216,6 +223,44 @@ mod tests {
         let (one, _) = limiter("1/min", 1);
         let r = one.check(&sub("x"));
         assert_eq!(one.state_header(&r), "\"user\";r=0;t=60");
+    }
+
+    #[test]
+    fn a_full_table_shares_states_among_newcomers_and_keeps_the_tracked() {
+        let clock = FakeRelativeClock::default();
+        let cfg = UserLimit {
+            rate: parse_rate("60/min").unwrap(),
+            burst: NonZeroU32::new(2).unwrap(),
+        };
+        let l = UserLimiter::with_capacity(&cfg, clock.clone(), 100);
+        for i in 0..100 {
+            assert!(l.check(&sub(&format!("u{i}"))).is_ok());
+        }
+        assert_eq!(l.len(), 100);
+        // A flood of unique newcomers: the table does not grow, and since they share at most
+        // SHARED_BUCKETS states, most of them are refused.
+        let n = 10 * super::super::store::SHARED_BUCKETS;
+        let refused = (0..n)
+            .filter(|i| {
+                l.check(&UserKey::Ip(std::net::Ipv6Addr::from(*i as u128).into()))
+                    .is_err()
+            })
+            .count();
+        assert_eq!(l.len(), 100);
+        assert!(
+            refused >= n - 2 * super::super::store::SHARED_BUCKETS,
+            "{refused}"
+        );
+        // A tracked caller still has its own bucket: one unit left of its burst of 2.
+        assert!(l.check(&sub("u7")).is_ok());
+        assert!(l.check(&sub("u7")).is_err());
+        // Once the table has refilled and been pruned, newcomers get their own state again.
+        clock.advance(Duration::from_secs(5));
+        l.prune();
+        assert!(l.is_empty());
+        let fresh = UserKey::Ip([10, 0, 0, 1].into());
+        assert_eq!(l.check(&fresh).unwrap().remaining, 1);
+        assert_eq!(l.len(), 1);
     }
 
     #[test]
