@@ -18,7 +18,7 @@
 //! `64 MiB + [cache] max_size + 20 KiB × connections`. Kinds run one after the other in one
 //! process, so a later kind also carries what the earlier ones left.
 //!
-//! `--soak-minutes M` instead mixes every kind plus 200 returning users at `--rate` requests/s
+//! `--soak-minutes M` instead mixes every kind plus 500 returning users at `--rate` requests/s
 //! for M minutes while the config is rewritten (a reload) every 20 s, samples RSS every 10 s and
 //! reports its slope after the first fifth of the run, requests lost (sent, never answered),
 //! 5xx answers and every warning or error line the gateway logged after it became ready.
@@ -61,7 +61,7 @@ enum Kind {
     Users,
     Ips,
     Urls,
-    /// Soak only: 200 users reading their own person again and again (cache hits).
+    /// Soak only: 500 users reading their own person again and again (cache hits).
     Returning,
 }
 
@@ -305,7 +305,7 @@ impl Requests {
                 )
             }
             Kind::Returning => {
-                let users = self.tokens.len().clamp(1, 200);
+                let users = self.tokens.len().clamp(1, 500);
                 let (sub, tok) = &self.tokens[(mix(n) as usize) % users];
                 write!(
                     buf,

@@ -12,8 +12,9 @@
 //! - File changes are debounced ([`DEBOUNCE`]) and deduplicated by content, so an editor's
 //!   burst of writes or Kubernetes' ConfigMap symlink swap is one reload. The parent
 //!   directory is watched, which also catches ConfigMap updates (they replace a symlink);
-//!   events on any other file in it (a log file, an editor's swap file) wake nothing, and
-//!   the watcher crate's own per-event trace logs are capped (see `telemetry::init`).
+//!   events on any other file in it (a log file, an editor's swap file) wake nothing, nor
+//!   does opening or reading the config file (each reload reads it), and the watcher crate's
+//!   own per-event trace logs are capped (see `telemetry::init`).
 //!
 //! Every attempt counts in `gateway_config_reloads_total{result="ok"|"error"|"unchanged"}`.
 
@@ -156,6 +157,13 @@ fn watch(path: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher
     let mut watcher =
         match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
+            // Opening and reading the file (the reload itself reads it) is no change; only a
+            // write that completed is.
+            if let notify::EventKind::Access(access) = event.kind
+                && access != notify::event::AccessKind::Close(notify::event::AccessMode::Write)
+            {
+                return;
+            }
             // Our file, or the ConfigMap `..data` symlink swap, or anything we cannot attribute.
             let relevant = event.paths.is_empty()
                 || event.paths.iter().any(|p| {
