@@ -1178,6 +1178,17 @@ cache = "5m"
             Ok(rule.name.to_string())
         }
 
+        /// A GET by a primary user.
+        fn get(pq: &str) -> Probe {
+            Probe {
+                method: Method::GET,
+                path_and_query: pq.to_string(),
+                claims: user(true),
+                headers: HeaderMap::new(),
+                body: None,
+            }
+        }
+
         /// For any request: `decide` never panics, and when it allows, the upstream target is
         /// the canonical form of the judged path with a query the rule admitted or forced,
         /// pinned parameters equal their claims, the body holds only admitted or forced keys,
@@ -1193,10 +1204,10 @@ cache = "5m"
             });
             let allowed = RefCell::new(Vec::<String>::new());
             let result = runner.run(&probe(), |probe| {
-                // A `#` in the path is judged by `decide` and dropped from the target (`serve`
-                // never sees one: its HTTP parser ends the path there); until `decide` reads a
-                // target as `serve` does, those requests are left to a test of their own so
-                // that this one keeps finding anything else.
+                // A `#` in the path is judged by `decide` and dropped from the target (see
+                // `a_target_with_a_fragment_forwards_the_path_that_was_judged`, which fails
+                // until `decide` reads a target as `serve` does); those requests are left to
+                // that test so that this one keeps finding anything else.
                 let raw_path = probe.path_and_query.split('?').next().unwrap_or_default();
                 if raw_path.contains('#') {
                     return Ok(());
@@ -1226,6 +1237,71 @@ cache = "5m"
                 "{} of {CASES} allowed; never allowed by: {never:?}",
                 allowed.len()
             );
+        }
+
+        /// The HTTP parser in front of `serve` ends a target's path at `#` (a fragment is
+        /// never judged nor sent: `serve` judges and forwards `/api/v1/crm/people/u1` for
+        /// `/api/v1/crm/people/u1#x`). `decide` takes the path up to the first `?`, `#`
+        /// included, and judges it; `upstream_uri` then reads `#…` as a fragment and drops
+        /// it. So the rule judged one path and the target names another: "read own invoice"
+        /// judges uid `#DQ2DyknW` and the target is the invoice list.
+        #[test]
+        fn a_target_with_a_fragment_forwards_the_path_that_was_judged() {
+            let mut wrong = Vec::new();
+            for pq in [
+                "/api/v1/billing/invoices/#DQ2DyknW",
+                "/api/v1/billing/plans/p1#x",
+            ] {
+                let probe = get(pq);
+                let d = decide(&PRODUCTION, &probe);
+                if d.allowed()
+                    && let Err(e) = check_allowed(&probe, &d)
+                {
+                    wrong.push(format!(
+                        "{pq}: judged by {:?} with {:?}, target {:?}\n  {e}",
+                        d.rule.as_ref().map(|r| &r.name),
+                        d.path_params,
+                        d.upstream.as_ref().map(|u| &u.target),
+                    ));
+                }
+            }
+            assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        }
+
+        /// `decide` answers what `serve` answers for a target with a fragment (judged
+        /// without it) and for bytes the HTTP parser refuses in a path (400 before the
+        /// gateway sees the request).
+        #[test]
+        fn decide_reads_a_target_as_serve_receives_it() {
+            let verdict = |pq: &str| {
+                let d = decide(&PRODUCTION, &get(pq));
+                (d.decision, d.status)
+            };
+            let mut wrong = Vec::new();
+            for (pq, as_served) in [
+                (
+                    "/api/v1/crm/people/DQ2DyknW#x",
+                    "/api/v1/crm/people/DQ2DyknW",
+                ),
+                ("/api/v1/billing/plans#x?Email=1", "/api/v1/billing/plans"),
+                (
+                    "/api/v1/billing/subscriptions?fields=Uid#,Email",
+                    "/api/v1/billing/subscriptions?fields=Uid",
+                ),
+            ] {
+                let (got, want) = (verdict(pq), verdict(as_served));
+                if got != want {
+                    wrong.push(format!("{pq}: {got:?}, serve: {want:?} (as {as_served})"));
+                }
+            }
+            for pq in ["/api/v1/billing/plans/a<b", "/api/v1/billing/plans/a b"] {
+                assert!(http::uri::PathAndQuery::try_from(pq).is_err());
+                let got = verdict(pq);
+                if got != (Verdict::Deny, Some(400)) {
+                    wrong.push(format!("{pq}: {got:?}, serve: 400 from the HTTP parser"));
+                }
+            }
+            assert!(wrong.is_empty(), "{}", wrong.join("\n"));
         }
     }
 }
