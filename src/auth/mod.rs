@@ -136,6 +136,7 @@ pub fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use proptest::prelude::*;
 
     fn h(v: &str) -> HeaderMap {
         let mut m = HeaderMap::new();
@@ -170,5 +171,67 @@ mod tests {
         // horizontal tab is a valid header byte and whitespace here
         assert_eq!(bearer(&h("Bearer\tabc")), Ok(None));
         assert_eq!(bearer(&h("Bearer abc\t")), Ok(Some("abc")));
+    }
+
+    /// Header bytes: a scheme-like prefix (any case, odd spacing, other schemes) and then
+    /// anything, printable or not.
+    fn authorization_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let prefix = prop::sample::select(vec![
+            "Bearer ",
+            "bearer ",
+            "BEARER ",
+            "bEaReR  ",
+            " Bearer ",
+            "Bearer\t",
+            "Bearer",
+            "Bearer \t ",
+            "Basic ",
+            "Outseta ",
+            "Bearerx ",
+            "",
+        ]);
+        let byte = prop_oneof![8 => 0x20u8..0x7f, 1 => Just(b'\t'), 1 => any::<u8>()];
+        (prefix, prop::collection::vec(byte, 0..40))
+            .prop_map(|(p, rest)| [p.as_bytes(), &rest].concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any value a header can hold: `bearer` never panics; bytes beyond visible ASCII or
+        /// a second header are malformed; a token is returned exactly when the trimmed value
+        /// is the `bearer` scheme (any case), a space and a non-blank rest, and it is that rest
+        /// trimmed.
+        #[test]
+        fn any_header_value_yields_its_token_none_or_malformed(
+            raw in authorization_bytes(), twice in prop::bool::weighted(0.1),
+        ) {
+            let Ok(value) = HeaderValue::from_bytes(&raw) else {
+                return Ok(());
+            };
+            let mut m = HeaderMap::new();
+            m.insert(AUTHORIZATION, value.clone());
+            if twice {
+                m.append(AUTHORIZATION, value);
+                prop_assert_eq!(bearer(&m), Err(AuthError::Malformed));
+                return Ok(());
+            }
+            let got = bearer(&m);
+            if !raw.iter().all(|&b| b == b'\t' || (0x20..0x7f).contains(&b)) {
+                prop_assert_eq!(got, Err(AuthError::Malformed), "{:?}", raw);
+                return Ok(());
+            }
+            let text = std::str::from_utf8(&raw).unwrap().trim();
+            let expected = text
+                .get(..7)
+                .filter(|scheme| scheme.eq_ignore_ascii_case("bearer "))
+                .map(|_| text[7..].trim())
+                .filter(|t| !t.is_empty());
+            prop_assert_eq!(got, Ok(expected), "{:?}", text);
+            if let Ok(Some(t)) = got {
+                prop_assert!(!t.starts_with([' ', '\t']) && !t.ends_with([' ', '\t']));
+                prop_assert!(text.ends_with(t));
+            }
+        }
     }
 }

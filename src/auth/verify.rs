@@ -274,6 +274,7 @@ mod tests {
     use aws_lc_rs::signature::{self, KeyPair as _};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use proptest::prelude::*;
 
     /// An RS256 key and its one-key JWKS.
     struct Signer(KeyPair);
@@ -389,5 +390,116 @@ mod tests {
         let token = format!("h.{}.s", "a".repeat(846));
         let w = verified_weight(&token);
         assert!((5_500..=6_500).contains(&w), "{w}");
+    }
+
+    /// One key, a verifier that knows it (its JWKS URL refuses connections, so an unknown
+    /// id costs one failed refetch and then the cooldown), a runtime for the property tests,
+    /// and a valid token.
+    struct Fixture {
+        runtime: tokio::runtime::Runtime,
+        verifier: Verifier,
+        signer: Signer,
+        token: String,
+    }
+
+    static FIXTURE: std::sync::LazyLock<Fixture> = std::sync::LazyLock::new(|| {
+        let signer = Signer::generate();
+        let verifier = verifier(&signer);
+        let token = signer.sign(&claims("DQ2DyknW"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        Fixture {
+            runtime,
+            verifier,
+            signer,
+            token,
+        }
+    });
+
+    fn verify_uncached(token: &str) -> Result<Arc<Principal>, AuthError> {
+        let f = &*FIXTURE;
+        f.runtime.block_on(f.verifier.verify_uncached(token))
+    }
+
+    /// A JWT-shaped string: a header with any `alg` and a known, unknown or missing key id,
+    /// any payload, any signature; each part sometimes replaced by arbitrary text.
+    fn jwt_shaped() -> impl Strategy<Value = String> {
+        let kid = prop_oneof![
+            Just(Some(FIXTURE.signer.kid().to_string())),
+            Just(Some("unknown".to_string())),
+            Just(None),
+            "\\PC{0,8}".prop_map(Some),
+        ];
+        let alg = prop::sample::select(vec![
+            "RS256", "rs256", "HS256", "none", "ES256", "PS256", "",
+        ]);
+        let header = (alg, kid, any::<bool>()).prop_map(|(alg, kid, x5t)| {
+            let mut h = serde_json::json!({"typ": "JWT", "alg": alg});
+            if let Some(k) = kid {
+                h[if x5t { "x5t" } else { "kid" }] = serde_json::Value::String(k);
+            }
+            B64.encode(h.to_string())
+        });
+        let payload = prop_oneof![
+            Just(
+                B64.encode(
+                    serde_json::json!({"iss": ISS, "aud": AUD, "sub": "x", "exp": u64::MAX})
+                        .to_string()
+                )
+            ),
+            prop::collection::vec(any::<u8>(), 0..64).prop_map(|b| B64.encode(b)),
+        ];
+        let signature = prop::collection::vec(any::<u8>(), 0..300).prop_map(|b| B64.encode(b));
+        let part = |p: BoxedStrategy<String>| prop_oneof![6 => p, 1 => "\\PC{0,12}", 1 => "[A-Za-z0-9_=+/.-]{0,12}"];
+        (
+            part(header.boxed()),
+            part(payload.boxed()),
+            part(signature.boxed()),
+            prop::sample::select(vec![".", "..", ""]),
+        )
+            .prop_map(|(h, p, s, sep)| format!("{h}.{p}{sep}{s}"))
+    }
+
+    #[test]
+    fn the_fixture_token_verifies() {
+        let principal = verify_uncached(&FIXTURE.token).unwrap();
+        assert_eq!(principal.sub().map(|s| &**s), Some("DQ2DyknW"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Any string, JWT-shaped or not: `verify_uncached` never panics and refuses it
+        /// (none of these is signed by the key), and `verify` refuses it for the same reason.
+        #[test]
+        fn any_string_is_refused(token in prop_oneof![any::<String>(), "[A-Za-z0-9_.-]{0,80}", jwt_shaped()]) {
+            let uncached = verify_uncached(&token);
+            prop_assert!(uncached.is_err(), "{token:?} verified");
+            let f = &*FIXTURE;
+            let cached = f.runtime.block_on(f.verifier.verify(&token)).map(|_| ());
+            prop_assert_eq!(cached, uncached.map(|_| ()));
+        }
+
+        /// Any one-character change to a valid token (replaced, inserted or removed, in any
+        /// part) is refused.
+        #[test]
+        fn any_change_to_a_valid_token_is_refused(
+            at in any::<prop::sample::Index>(),
+            op in 0u8..3,
+            c in prop_oneof![3 => "[A-Za-z0-9_-]", 1 => "[.=+/ ]", 1 => "\\PC"],
+        ) {
+            let token = &FIXTURE.token;
+            let i = at.index(token.len() + 1);
+            let changed = match op {
+                0 if i < token.len() => format!("{}{c}{}", &token[..i], &token[i + 1..]),
+                1 if i < token.len() => format!("{}{}", &token[..i], &token[i + 1..]),
+                _ => format!("{}{c}{}", &token[..i], &token[i..]),
+            };
+            prop_assume!(changed != *token);
+            prop_assert!(verify_uncached(&changed).is_err(), "{changed:?} verified");
+        }
     }
 }

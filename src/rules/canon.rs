@@ -256,6 +256,30 @@ mod tests {
         .prop_map(|parts| parts.concat())
     }
 
+    /// Arbitrary text shaped like a path often enough to get past the first check: valid
+    /// and malformed escapes, dot and slash tricks, controls, non-ASCII, any char.
+    fn arbitrary_path() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => "[A-Za-z0-9._~-]{1,4}",
+            3 => Just("/".to_string()),
+            2 => "%[0-9A-Fa-f]{2}",
+            1 => "%[0-9A-Za-z%]{0,2}",
+            2 => prop::sample::select(vec![
+                "%2e", "%2E", "..", ".", "%2F", "%2f", "%5C", "%5c", "\\", "%00", "\0", "%25",
+                "%", "//", "#", "?", " ", "\t", "\u{7f}", "é", "%C3%A9", "\u{1F600}", "<", "\"",
+                "{", "|", "^", "`", "+", ":", "@", "!", "$", "&", "'", "(", ";", "=",
+            ])
+            .prop_map(str::to_string),
+            1 => any::<char>().prop_map(String::from),
+        ];
+        let body = prop::collection::vec(piece, 0..16).prop_map(|p| p.concat());
+        prop_oneof![
+            6 => body.clone().prop_map(|b| format!("/{b}")),
+            1 => body,
+            1 => any::<String>(),
+        ]
+    }
+
     proptest! {
         #[test]
         fn canonical_form_is_safe_and_stable(segs in prop::collection::vec(segment(), 0..6)) {
@@ -283,6 +307,74 @@ mod tests {
         ]) {
             let raw = format!("/{prefix}/{dots}/x");
             prop_assert_eq!(canonicalize(&raw), Err(PathError::DotSegment));
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any string at all (not only generated segments): `canonicalize` never panics, and
+        /// what it accepts is absolute, stable, free of traversal and smuggling, plain ASCII
+        /// with upper-case escapes, and means the same bytes as the input.
+        #[test]
+        fn any_string_is_refused_or_canonical(raw in arbitrary_path()) {
+            let Ok(c) = canonicalize(&raw) else {
+                return Ok(());
+            };
+            let s = c.as_str();
+            prop_assert!(raw.starts_with('/') && s.starts_with('/'), "{raw:?} → {s:?}");
+            prop_assert_eq!(canonicalize(s), Ok(c.clone()), "not idempotent: {:?}", raw);
+            let segs: Vec<&str> = c.segments().collect();
+            prop_assert_eq!(c.segment_count(), segs.len());
+            let joined = if segs.is_empty() { "/".to_string() } else { format!("/{}", segs.join("/")) };
+            prop_assert_eq!(&joined, s, "segments do not spell the path");
+            for seg in &segs {
+                prop_assert!(!seg.is_empty() && *seg != "." && *seg != "..", "{raw:?} → {s:?}");
+            }
+            let b = s.as_bytes();
+            prop_assert!(b.iter().all(|&x| x.is_ascii_graphic() && x != b'\\'), "{raw:?} → {s:?}");
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    let hex = b.get(i + 1..i + 3).unwrap_or_default();
+                    prop_assert!(
+                        hex.len() == 2 && hex.iter().all(|h| h.is_ascii_digit() || (b'A'..=b'F').contains(h)),
+                        "escape not upper-case hex in {s:?}"
+                    );
+                    let d = u8::from_str_radix(std::str::from_utf8(hex).unwrap_or("zz"), 16).unwrap_or(0);
+                    prop_assert!(!is_unreserved(d), "unreserved byte left escaped in {s:?}");
+                    prop_assert!(!matches!(d, b'/' | b'\\' | b'%' | 0), "%{:02X} survived in {s:?}", d);
+                    i += 3;
+                } else {
+                    i += 1;
+                }
+            }
+            // Only well-formed escapes pass, so decoding both gives the same bytes: the
+            // canonical path names what the client named.
+            let decode = |x: &str| percent_encoding::percent_decode_str(x).collect::<Vec<u8>>();
+            prop_assert_eq!(decode(s), decode(&raw), "meaning changed: {:?} → {:?}", raw, s);
+            if raw.bytes().all(|x| x.is_ascii_graphic() && x != b'%') {
+                prop_assert_eq!(s, raw.as_str(), "a plain path is its own canonical form");
+            }
+        }
+
+        /// What serve canonicalises is the path of a request target the HTTP parser accepted;
+        /// the canonical form of such a path is itself a valid target path, so it goes
+        /// upstream byte for byte (nothing read as a query or a fragment, nothing re-escaped).
+        #[test]
+        fn a_canonical_request_path_is_forwarded_byte_for_byte(raw in arbitrary_path()) {
+            let Ok(target) = http::uri::PathAndQuery::try_from(raw.as_str()) else {
+                return Ok(());
+            };
+            let Ok(c) = canonicalize(target.path()) else {
+                return Ok(());
+            };
+            let forwarded = http::uri::PathAndQuery::try_from(c.as_str());
+            prop_assert!(forwarded.is_ok(), "{raw:?} → {:?} is not a valid target", c.as_str());
+            if let Ok(f) = forwarded {
+                prop_assert_eq!(f.path(), c.as_str());
+                prop_assert_eq!(f.query(), None);
+            }
         }
     }
 }

@@ -285,4 +285,116 @@ mod tests {
             }
         }
     }
+
+    /// A piece of arbitrary `fields` text: names, separators, wildcards, empties, spaces,
+    /// escapes, non-ASCII, any char.
+    fn piece() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => "[A-Za-z0-9_]{1,6}",
+            3 => prop::sample::select(vec![".", ",", "*", "..", ",,", ".*"]).prop_map(str::to_string),
+            1 => prop::sample::select(vec![
+                "PersonAccount", "Person", "Email", "Account", "Per*", " ", "%2E", "\0", "é",
+                "\u{1F600}", "\t", "_",
+            ])
+            .prop_map(str::to_string),
+            1 => any::<char>().prop_map(String::from),
+        ]
+    }
+
+    fn short_fields() -> impl Strategy<Value = String> {
+        prop_oneof![
+            8 => prop::collection::vec(piece(), 0..12).prop_map(|p| p.concat()),
+            1 => any::<String>(),
+        ]
+    }
+
+    /// Arbitrary `fields` text, sometimes long enough to test the echo bound.
+    fn arbitrary_fields() -> impl Strategy<Value = String> {
+        prop_oneof![
+            9 => short_fields(),
+            1 => prop::collection::vec(piece(), 100..400).prop_map(|p| p.concat()),
+        ]
+    }
+
+    fn well_formed(path: &str) -> bool {
+        !path.is_empty()
+            && path.split('.').all(|s| {
+                s == "*"
+                    || (!s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            })
+    }
+
+    /// The verdict on `value` written out from the module's guarantees: malformed anywhere
+    /// is 400, else the first path no pattern covers is 403, else allowed.
+    fn expected(patterns: Option<&[String]>, value: &str) -> Result<(), FieldsError> {
+        let paths: Vec<&str> = value.split(',').collect();
+        if !paths.iter().all(|p| well_formed(p)) {
+            return Err(FieldsError::Malformed(String::new()));
+        }
+        let ok = |path: &str| match patterns {
+            None => !path.contains('.'),
+            Some(ps) => {
+                let ps: Vec<&str> = ps.iter().map(|p| p.trim()).collect();
+                covered(&ps, path)
+            }
+        };
+        match paths.into_iter().find(|p| !ok(p)) {
+            Some(p) => Err(FieldsError::NotAllowed(echo(p))),
+            None => Ok(()),
+        }
+    }
+
+    fn same_verdict(got: &Result<(), FieldsError>, want: &Result<(), FieldsError>) -> bool {
+        match (got, want) {
+            (Err(FieldsError::Malformed(_)), Err(FieldsError::Malformed(_))) => true,
+            _ => got == want,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Any `fields` text, under the default policy and an explicit one: `check` never
+        /// panics, gives the verdict the guarantees describe, and echoes a bounded amount.
+        #[test]
+        fn any_value_gets_the_specified_verdict(value in arbitrary_fields()) {
+            let patterns: Vec<String> = ["*", "PersonAccount.*", "PersonAccount.Person.Uid", "Account.Uid"]
+                .iter().map(|s| s.to_string()).collect();
+            for (policy, source) in [
+                (FieldsPolicy::default(), None),
+                (FieldsPolicy::compile(Some(&patterns)).unwrap(), Some(&patterns[..])),
+            ] {
+                let got = policy.check(&value);
+                let want = expected(source, &value);
+                prop_assert!(same_verdict(&got, &want), "{value:?}: got {got:?}, want {want:?}");
+                if let Err(e) = got {
+                    // Debug-escaping may spell one char in up to 10; the rest is fixed text.
+                    prop_assert!(e.to_string().chars().count() <= 10 * (MAX_ECHO + 1) + 100);
+                }
+            }
+        }
+
+        /// Arbitrary patterns: compiling never panics, reports each malformed pattern once,
+        /// and a compiled policy judges any value as the guarantees describe.
+        #[test]
+        fn any_patterns_compile_or_are_reported(
+            patterns in prop::collection::vec(
+                prop_oneof![3 => short_fields(), 1 => Just(" PersonAccount.* ".to_string())],
+                0..4,
+            ),
+            value in short_fields(),
+        ) {
+            let bad = patterns.iter().filter(|p| !well_formed(p.trim())).count();
+            match FieldsPolicy::compile(Some(&patterns)) {
+                Err(problems) => prop_assert_eq!(problems.len(), bad),
+                Ok(policy) => {
+                    prop_assert_eq!(bad, 0);
+                    prop_assert!(policy.is_explicit());
+                    let got = policy.check(&value);
+                    let want = expected(Some(&patterns), &value);
+                    prop_assert!(same_verdict(&got, &want), "{patterns:?} {value:?}: got {got:?}, want {want:?}");
+                }
+            }
+        }
+    }
 }

@@ -257,4 +257,107 @@ mod tests {
             prop_assert_eq!(values, vec!["mine"]);
         }
     }
+
+    /// Arbitrary query text: separators, `+`, valid and malformed escapes, escapes of
+    /// invalid UTF-8, forced-key spellings and operator suffixes, any char.
+    fn arbitrary_query() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            4 => "[A-Za-z0-9._~-]{1,4}",
+            3 => prop::sample::select(vec!["&", "=", "+", "&&", "=="]).prop_map(str::to_string),
+            2 => "%[0-9A-Fa-f]{2}",
+            1 => "%[0-9A-Za-z%]{0,2}",
+            2 => prop::sample::select(vec![
+                "Account.Uid", "account.UID", "__ne", "__GT", "__isnull", "fields", "*", ",",
+                "?", "#", "%FF", "%C3", "%C3%A9", "%00", "\0", " ", "é", "%26", "%3D", "%2B",
+                ";", "%E2%82", "\u{1F600}",
+            ])
+            .prop_map(str::to_string),
+            1 => any::<char>().prop_map(String::from),
+        ];
+        prop_oneof![
+            6 => prop::collection::vec(piece, 0..16).prop_map(|p| p.concat()),
+            1 => any::<String>(),
+        ]
+    }
+
+    /// `application/x-www-form-urlencoded` decoding written out independently of
+    /// `form_urlencoded`: pairs split on `&` (empty ones skipped), key and value on the first
+    /// `=`, `+` is a space, escapes decoded, invalid UTF-8 replaced.
+    fn reference_pairs(raw: &str) -> Vec<(String, String)> {
+        let decode = |s: &str| {
+            let bytes: Vec<u8> =
+                percent_encoding::percent_decode_str(&s.replace('+', " ")).collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        };
+        raw.split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (decode(k), decode(v))
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any raw query: parsing never panics and decodes as the reference does; the
+        /// serialised form is a valid URI query that parses back to the same pairs and
+        /// serialises to itself, so what the rule judged is what is forwarded and cached.
+        #[test]
+        fn any_raw_query_parses_and_roundtrips(raw in arbitrary_query()) {
+            let q = Query::parse(Some(&raw));
+            prop_assert_eq!(q.pairs(), &reference_pairs(&raw)[..], "raw {:?}", raw);
+            let ser = q.serialize();
+            prop_assert_eq!(ser.is_none(), q.is_empty());
+            let back = Query::parse(ser.as_deref());
+            prop_assert_eq!(&back, &q, "raw {:?} serialised {:?}", raw, ser);
+            prop_assert_eq!(back.serialize(), ser.clone());
+            if let Some(s) = &ser {
+                let target = http::uri::PathAndQuery::try_from(format!("/?{s}"));
+                prop_assert!(target.is_ok(), "{s:?} is not a valid query");
+                if let Ok(t) = target {
+                    prop_assert_eq!(t.query(), Some(s.as_str()));
+                }
+            }
+            let sorted = Query::parse(q.serialize_sorted().as_deref());
+            let mut want = q.pairs().to_vec();
+            want.sort();
+            prop_assert_eq!(sorted.pairs(), &want[..]);
+        }
+
+        /// Whatever the client spelled, a forced key leaves no value of itself or of its
+        /// operator-suffixed forms behind, and the allow-list check names a key the client
+        /// sent that no entry admits.
+        #[test]
+        fn forced_removal_and_allow_list_hold_for_any_raw_query(raw in arbitrary_query()) {
+            let mut q = Query::parse(Some(&raw));
+            let allowed = vec!["fields".to_string(), "limit".to_string(), "Created__*".to_string()];
+            let admitted = |k: &str| {
+                let k = k.to_ascii_lowercase();
+                k == "fields"
+                    || k == "limit"
+                    || k.strip_prefix("created").is_some_and(|r| r.is_empty() || OPERATOR_SUFFIXES.contains(&r))
+            };
+            match q.first_disallowed(&allowed) {
+                Some(bad) => {
+                    prop_assert!(!admitted(bad), "{bad:?} refused");
+                    prop_assert!(q.pairs().iter().any(|(k, _)| k == bad));
+                }
+                None => prop_assert!(q.pairs().iter().all(|(k, _)| admitted(k)), "raw {:?}", raw),
+            }
+            for (k, v) in q.first_values_lowercase() {
+                prop_assert_eq!(q.first(&k), Some(v.as_str()));
+            }
+            q.remove_forced("Account.Uid");
+            for (k, _) in q.pairs() {
+                let k = k.to_ascii_lowercase();
+                let rest = k.strip_prefix("account.uid");
+                prop_assert!(
+                    rest.is_none_or(|r| !r.is_empty() && !OPERATOR_SUFFIXES.contains(&r)),
+                    "{k:?} survived the forced key"
+                );
+            }
+        }
+    }
 }
