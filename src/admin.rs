@@ -13,9 +13,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::auth::jwks::Jwks;
@@ -63,7 +60,7 @@ fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) 
 }
 
 /// Answers one admin request.
-pub fn handle(health: &Health, req: &Request<Incoming>) -> Response<Body> {
+pub fn handle<B>(health: &Health, req: &Request<B>) -> Response<Body> {
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/readyz") => {
@@ -124,43 +121,36 @@ pub async fn purge<B>(cache: &ResponseCache, req: &Request<B>) -> Response<Body>
     text(StatusCode::OK, "application/json", body.to_string())
 }
 
-/// Serves the admin endpoints until `shutdown` resolves.
+/// Connections the admin listener keeps open at once (probes and scrapers need a few).
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// Serves the admin endpoints until `shutdown` resolves (then gives requests 1 s), through the
+/// same accept loop as the public listener: at most [`MAX_CONNECTIONS`], idle and slow-header
+/// connections closed by `limits`.
 pub async fn serve(
     listener: TcpListener,
     health: Arc<Health>,
     cache: Arc<ResponseCache>,
+    limits: crate::server::Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    let http = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                };
-                let health = health.clone();
-                let cache = cache.clone();
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let health = health.clone();
-                    let cache = cache.clone();
-                    async move {
-                        let rsp = if req.uri().path() == "/cache/purge" {
-                            purge(&cache, &req).await
-                        } else {
-                            handle(&health, &req)
-                        };
-                        Ok::<_, Infallible>(rsp)
-                    }
-                });
-                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc).into_owned());
-                tokio::spawn(async move { let _ = conn.await; });
-            }
-            () = &mut shutdown => break,
+    let svc = tower::service_fn(move |req: Request<Body>| {
+        let health = health.clone();
+        let cache = cache.clone();
+        // No admin endpoint reads a body.
+        let req = req.map(|_| ());
+        async move {
+            let rsp = if req.uri().path() == "/cache/purge" {
+                purge(&cache, &req).await
+            } else {
+                handle(&health, &req)
+            };
+            Ok::<_, Infallible>(rsp)
         }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
+    });
+    let limits = crate::server::Limits {
+        max_connections: MAX_CONNECTIONS,
+        ..limits
+    };
+    crate::server::serve(listener, svc, limits, shutdown, Duration::from_secs(1)).await;
 }

@@ -203,6 +203,7 @@ impl Bound {
             self.admin,
             self.health.clone(),
             self.cache.clone(),
+            limits,
             async move {
                 let _ = admin_stop_rx.await;
             },

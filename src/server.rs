@@ -9,9 +9,13 @@
 //!   is closed, whatever its protocol or state: HTTP/1 keep-alive, HTTP/2, or one that never
 //!   sent a byte (hyper-util's protocol sniffing has no timeout of its own). It is checked
 //!   every quarter of `idle_timeout`, so it closes between 1× and 1.25× after going quiet.
+//!   HTTP/2 connections get a GOAWAY first (so a client never loses a request it sent just
+//!   then) and are dropped if they have not finished a quarter of `idle_timeout` (≤ 1 s) later.
 //! - Accept errors (`EMFILE`, `ENFILE`, …) back off, doubling from 10 ms to 1 s, and are
 //!   logged at most once a second with the count of the ones not logged.
-//! - On shutdown the listener is closed first, then in-flight requests get `grace` to finish.
+//! - On shutdown the listener is closed first, every connection is told to close (HTTP/1
+//!   after its current response, HTTP/2 with a GOAWAY), and in-flight requests get `grace` to
+//!   finish.
 //! - Listeners made by [`listen`] queue up to [`LISTEN_BACKLOG`] finished handshakes, so a
 //!   burst of new connections (an SPA fleet reconnecting, a stampede) waits for the accept
 //!   loop instead of having its handshakes dropped and retried a second later.
@@ -30,7 +34,6 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::Semaphore;
@@ -259,7 +262,7 @@ pub async fn serve<S>(
     S::Future: Send + 'static,
 {
     let http = builder(limits);
-    let graceful = GracefulShutdown::new();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut errors = AcceptErrors::new();
     let mut shutdown = std::pin::pin!(shutdown);
@@ -307,30 +310,52 @@ pub async fn serve<S>(
             inner: Corked::new(stream),
             activity: activity.clone(),
         });
-        let conn = http.serve_connection_with_upgrades(io, hyper_svc);
-        let conn = graceful.watch(conn.into_owned());
+        let conn = http
+            .serve_connection_with_upgrades(io, hyper_svc)
+            .into_owned();
         let idle_timeout = limits.idle_timeout;
+        let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            tokio::select! {
-                ended = conn => {
+            let mut conn = std::pin::pin!(conn);
+            let idle_close = tokio::select! {
+                ended = conn.as_mut() => {
                     if let Err(error) = ended {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }
+                    return;
                 }
-                () = idle(&activity, idle_timeout) => {
-                    tracing::debug!(%peer, "idle connection closed");
-                }
+                () = idle(&activity, idle_timeout) => true,
+                _ = stop.wait_for(|stopping| *stopping) => false,
+            };
+            // HTTP/1: close once the response in progress (if any) is written. HTTP/2: GOAWAY,
+            // so the client knows no new stream will be served here, then close when the open
+            // streams are done.
+            conn.as_mut().graceful_shutdown();
+            if idle_close {
+                tracing::debug!(%peer, "idle connection closed");
+                let _ = tokio::time::timeout(goaway_grace(idle_timeout), conn).await;
+            } else if let Err(error) = conn.await {
+                tracing::debug!(%peer, %error, "connection ended with an error while draining");
             }
         });
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown())
+    let _ = stop_tx.send(true);
+    // Every connection task holds a permit until it ends: all of them back = all drained.
+    let all = u32::try_from(limits.max_connections.max(1)).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, permits.acquire_many(all))
         .await
         .is_err()
     {
         tracing::warn!(grace = ?grace, "shutdown grace elapsed with requests still in flight");
     }
+}
+
+/// How long an idle connection told to close (HTTP/2: sent GOAWAY and a PING) may take to
+/// finish before it is dropped: a quarter of `idle_timeout`, between 10 ms and 1 s.
+fn goaway_grace(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
 #[cfg(test)]

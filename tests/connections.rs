@@ -1,5 +1,5 @@
 //! Connections under abuse: idle, half-sent and HTTP/2-preface-only connections are closed
-//! after `idle_timeout`, and a flood of idle sockets past `max_connections` does not keep a
+//! after `idle_timeout` (on the public and the admin listener; HTTP/2 with a GOAWAY first), and a flood of idle sockets past `max_connections` does not keep a
 //! real client out for longer than that.
 
 mod support;
@@ -61,19 +61,63 @@ async fn silent_partial_and_h2_preface_connections_are_closed_after_idle_timeout
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
         ),
     ];
-    let waits = futures_util::future::join_all(
+    // The same on the public listener and on the admin listener.
+    let waits = futures_util::future::join_all([gw.addr, gw.admin].iter().flat_map(|addr| {
         cases
             .iter()
-            .map(|(_, first)| closed_after(gw.addr, first, limit)),
-    )
+            .map(|(_, first)| closed_after(*addr, first, limit))
+    }))
     .await;
-    for ((what, _), waited) in cases.iter().zip(waits) {
+    for ((what, _), waited) in cases.iter().chain(cases.iter()).zip(waits) {
         let waited = waited.unwrap_or_else(|| panic!("{what}: still open after {limit:?}"));
         assert!(
             waited <= IDLE * 2,
             "{what}: closed after {waited:?}, idle_timeout is {IDLE:?}"
         );
     }
+    gw.shutdown().await;
+}
+
+/// An idle HTTP/2 connection is told with a GOAWAY frame that it will be closed, before the
+/// close: a client never sends a request into a connection that is already going away.
+#[tokio::test]
+async fn an_idle_h2_connection_gets_goaway_before_it_is_closed() {
+    let (_mock, gw, _key) = start(100).await;
+    let mut s = TcpStream::connect(gw.addr).await.expect("connect");
+    // The client preface and an empty SETTINGS frame.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .expect("write");
+    let start = Instant::now();
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at((start + IDLE * 4).into(), s.read(&mut buf)).await {
+            Err(_) => panic!("still open after {:?}", IDLE * 4),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    let closed = start.elapsed();
+    // Frame types, in order: 9-byte headers (24-bit length, type, flags, stream id).
+    let mut types = Vec::new();
+    let mut at = 0;
+    while at + 9 <= bytes.len() {
+        let len = usize::from(bytes[at]) << 16
+            | usize::from(bytes[at + 1]) << 8
+            | usize::from(bytes[at + 2]);
+        types.push(bytes[at + 3]);
+        at += 9 + len;
+    }
+    const GOAWAY: u8 = 0x7;
+    assert!(
+        types.contains(&GOAWAY),
+        "frames before the close: {types:?}"
+    );
+    assert!(
+        closed >= IDLE && closed <= IDLE * 2,
+        "closed after {closed:?}, idle_timeout is {IDLE:?}"
+    );
     gw.shutdown().await;
 }
 
