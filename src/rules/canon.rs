@@ -4,8 +4,10 @@
 //! # Guarantees
 //! - Percent-encoded *unreserved* characters (RFC 3986 §2.3) are decoded; every other escape
 //!   is kept, with upper-case hex, so the path Outseta receives is the path the rule judged.
+//! - One trailing `/` is dropped (`/api/v1/crm/people/P1/` is `/api/v1/crm/people/P1`, as
+//!   Outseta's routing reads it), so the path judged and forwarded never ends with `/`.
 //! - Rejected (→ 400 before any rule is tried): a path not starting with `/`, an empty
-//!   segment (`//`, a trailing `/`), a `.` or `..` segment (also when spelled `%2E`), an
+//!   segment (`//`, two trailing slashes), a `.` or `..` segment (also when spelled `%2E`), an
 //!   encoded `/` (`%2F`), `\` raw or encoded, NUL, an encoded `%` (double encoding) and a
 //!   malformed escape.
 //! - `canonicalize` is idempotent: the output of a successful call canonicalises to itself.
@@ -79,8 +81,17 @@ fn hex_val(b: u8) -> Option<u8> {
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
+/// `raw` without one trailing `/`, unless that would leave nothing or another `/` at the end.
+fn without_trailing_slash(raw: &str) -> &str {
+    match raw.strip_suffix('/') {
+        Some(rest) if !rest.is_empty() && !rest.ends_with('/') => rest,
+        _ => raw,
+    }
+}
+
 /// Canonicalises a raw request path (without the query). See the module docs.
 pub fn canonicalize(raw: &str) -> Result<CanonPath, PathError> {
+    let raw = without_trailing_slash(raw);
     let bytes = raw.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -205,6 +216,27 @@ mod tests {
     }
 
     #[test]
+    fn one_trailing_slash_is_dropped() {
+        for (input, want) in [
+            ("/api/v1/crm/people/P1/", "/api/v1/crm/people/P1"),
+            ("/api/v1/tokens/", "/api/v1/tokens"),
+            ("/api/v1/crm/people/a%20b/", "/api/v1/crm/people/a%20b"),
+            ("/", "/"),
+        ] {
+            assert_eq!(canonicalize(input).map(|c| c.path), Ok(want.to_string()));
+        }
+        assert_eq!(
+            canonicalize("/api/v1/crm/people/P1/")
+                .unwrap()
+                .segments()
+                .collect::<Vec<_>>(),
+            ["api", "v1", "crm", "people", "P1"]
+        );
+        assert_eq!(canonicalize("/x/%2E/"), Err(PathError::DotSegment));
+        assert_eq!(canonicalize("/x/../"), Err(PathError::DotSegment));
+    }
+
+    #[test]
     fn rejects_traversal_and_smuggling() {
         let cases = [
             ("/api/v1/crm/people/../people/x", PathError::DotSegment),
@@ -218,7 +250,7 @@ mod tests {
             ("/api/v1/crm/people/a\\b", PathError::Backslash),
             ("/api/v1/crm/people/a%00", PathError::Nul),
             ("/api/v1//crm", PathError::EmptySegment),
-            ("/api/v1/crm/", PathError::EmptySegment),
+            ("/api/v1/crm//", PathError::EmptySegment),
             ("/api/v1/crm/people/a%252F", PathError::DoubleEncoding),
             ("/api/v1/%zz", PathError::BadEscape),
             ("/api/v1/%4", PathError::BadEscape),
@@ -297,7 +329,9 @@ mod tests {
                 for seg in c.segments() {
                     prop_assert!(!seg.is_empty() && seg != "." && seg != "..");
                 }
-                prop_assert_eq!(c.segment_count(), if raw == "/" { 0 } else { segs.len() });
+                let judged = without_trailing_slash(&raw);
+                let want = if judged == "/" { 0 } else { judged[1..].split('/').count() };
+                prop_assert_eq!(c.segment_count(), want);
             }
         }
 
@@ -352,9 +386,11 @@ mod tests {
             // Only well-formed escapes pass, so decoding both gives the same bytes: the
             // canonical path names what the client named.
             let decode = |x: &str| percent_encoding::percent_decode_str(x).collect::<Vec<u8>>();
-            prop_assert_eq!(decode(s), decode(&raw), "meaning changed: {:?} → {:?}", raw, s);
-            if raw.bytes().all(|x| x.is_ascii_graphic() && x != b'%') {
-                prop_assert_eq!(s, raw.as_str(), "a plain path is its own canonical form");
+            let judged = without_trailing_slash(&raw);
+            prop_assert!(s == "/" || !s.ends_with('/'), "{raw:?} → {s:?}");
+            prop_assert_eq!(decode(s), decode(judged), "meaning changed: {:?} → {:?}", raw, s);
+            if judged.bytes().all(|x| x.is_ascii_graphic() && x != b'%') {
+                prop_assert_eq!(s, judged, "a plain path is its own canonical form");
             }
         }
 
