@@ -819,9 +819,11 @@ cache = "5m"
             words(
                 "GET:/api/v1/crm/people/{sub} GET:/API/V1/CRM/People/{sub} GET:/api/v1/crm/people
                  DELETE:/api/v1/crm/people/{sub} GET:/api/v1/crm/accounts/{acct}
-                 GET:/api/v1/billing/subscriptions GET:/api/v1/billing/transactions/{acct}
+                 GET:/api/v1/billing/subscriptions GET:/api/v1/billing/subscriptions/{id}
+                 PUT:/api/v1/billing/subscriptions/{id} GET:/api/v1/billing/transactions/{acct}
                  GET:/api/v1/billing/invoices GET:/api/v1/billing/invoices/{id}
                  GET:/api/v1/support/cases POST:/api/v1/support/cases POST:/api/v1/Support/Cases
+                 GET:/api/v1/support/cases/{id} POST:/api/v1/support/cases/{id}/clientresponse/{id}
                  GET:/api/v1/billing/plans GET:/api/v1/billing/plans/{id}
                  GET:/api/v1/billing/planfamilies GET:/api/v1/billing/planfamilies/{id}
                  GET:/api/v1/profile PUT:/api/v1/profile PUT:/api/v1/profile/password

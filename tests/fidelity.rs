@@ -1,0 +1,126 @@
+//! Calls a real SPA makes, through the production rule set in front of the simulator: own single
+//! resources, Outseta's comparison filters and trailing slashes — each allowed for the caller's
+//! own data and refused for anyone else's.
+
+mod support;
+
+use serde_json::Value;
+use support::client::{bearer, get};
+use support::demo::{start, user};
+
+fn items(v: &Value) -> Vec<Value> {
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn own_subscription_and_support_case_are_readable_and_nobody_elses() {
+    let d = start(None).await;
+    let gw = d.gateway_url();
+    let alice = bearer(&user(&d, "alice@example.com").token);
+    let carol = bearer(&user(&d, "carol@example.com").token);
+    let subs = |auth: String| {
+        let gw = gw.clone();
+        async move {
+            let r = get(
+                &format!("{gw}/api/v1/billing/subscriptions"),
+                &[("authorization", &auth)],
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            items(&r.json())[0]["Uid"].as_str().unwrap().to_string()
+        }
+    };
+    let (alice_sub, carol_sub) = (subs(alice.clone()).await, subs(carol.clone()).await);
+    assert_ne!(alice_sub, carol_sub);
+
+    let own = get(
+        &format!("{gw}/api/v1/billing/subscriptions/{alice_sub}"),
+        &[("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(own.json()["Uid"], alice_sub.as_str());
+    let other = get(
+        &format!("{gw}/api/v1/billing/subscriptions/{carol_sub}"),
+        &[("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(other.status, 403, "{}", other.text());
+    assert!(!other.text().contains(&carol_sub));
+
+    let cases = get(
+        &format!("{gw}/api/v1/support/cases"),
+        &[("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(cases.status, 200, "{}", cases.text());
+    let case = items(&cases.json())[0]["Uid"].as_str().unwrap().to_string();
+    let own = get(
+        &format!("{gw}/api/v1/support/cases/{case}"),
+        &[("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(own.json()["Uid"], case.as_str());
+    let other = get(
+        &format!("{gw}/api/v1/support/cases/{case}"),
+        &[("authorization", &carol)],
+    )
+    .await;
+    assert_eq!(other.status, 403, "{}", other.text());
+    assert!(!other.text().contains("Cannot export"));
+}
+
+#[tokio::test]
+async fn comparison_filters_and_trailing_slashes_work_on_own_data_only() {
+    let d = start(None).await;
+    let gw = d.gateway_url();
+    let alice = user(&d, "alice@example.com");
+    let auth = bearer(&alice.token);
+
+    let cheap = get(
+        &format!("{gw}/api/v1/billing/plans?MonthlyRate__lt=50"),
+        &[],
+    )
+    .await;
+    assert_eq!(cheap.status, 200, "{}", cheap.text());
+    let rates: Vec<f64> = items(&cheap.json())
+        .iter()
+        .filter_map(|p| p["MonthlyRate"].as_f64())
+        .collect();
+    assert!(
+        !rates.is_empty() && rates.iter().all(|r| *r < 50.0),
+        "{rates:?}"
+    );
+
+    let ending = get(
+        &format!("{gw}/api/v1/billing/subscriptions?EndDate__isnull=true&Account.Uid__ne=x"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(ending.status, 200, "{}", ending.text());
+    for s in items(&ending.json()) {
+        assert_eq!(s["Account"]["Uid"], alice.user.account_uid.as_str());
+    }
+    let probe = get(
+        &format!("{gw}/api/v1/billing/subscriptions?Account.PersonAccount.Person.Email__gte=m"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(probe.status, 403, "{}", probe.text());
+
+    let slash = get(
+        &format!("{gw}/api/v1/crm/people/{}/", alice.user.person_uid),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(slash.status, 200, "{}", slash.text());
+    assert_eq!(slash.json()["Uid"], alice.user.person_uid.as_str());
+    let carol = user(&d, "carol@example.com");
+    let other = get(
+        &format!("{gw}/api/v1/crm/people/{}/", carol.user.person_uid),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(other.status, 403, "{}", other.text());
+}
