@@ -137,6 +137,14 @@ async fn npm_outseta_api_client_through_the_gateway() {
     );
     // billing.plans.getAll: public, no Authorization.
     assert_eq!(report["plans"]["count"], 4, "{ctx}");
+    // billing.subscriptions.getAll, then .get(own uid) with the client's default
+    // fields=*,Account.Uid,Plan.Uid: the account checked on the answer.
+    assert_eq!(report["subscription"]["ok"], true, "{ctx}");
+    assert_eq!(
+        report["subscription"]["account"],
+        alice.user.account_uid.as_str(),
+        "{ctx}"
+    );
     // Someone else's person: refused by the gateway with its problem+json.
     assert_eq!(report["otherPerson"]["ok"], false, "{ctx}");
     assert_eq!(report["otherPerson"]["status"], 403, "{ctx}");
@@ -161,6 +169,16 @@ async fn npm_outseta_api_client_through_the_gateway() {
         1,
         "{stats}"
     );
+    assert_eq!(
+        count(&stats, "GET /api/v1/billing/subscriptions", "200"),
+        1,
+        "{stats}"
+    );
+    assert_eq!(
+        count(&stats, "GET /api/v1/billing/subscriptions/{uid}", "200"),
+        1,
+        "{stats}"
+    );
     let all: u64 = stats
         .as_object()
         .unwrap()
@@ -170,8 +188,8 @@ async fn npm_outseta_api_client_through_the_gateway() {
         .map(|n| n.as_u64().unwrap())
         .sum();
     assert_eq!(
-        all, 5,
-        "only the five allowed calls reached Outseta: {stats}"
+        all, 7,
+        "only the seven allowed calls reached Outseta: {stats}"
     );
     eprintln!("outseta-api-client (node) run: {elapsed:?}");
     d.shutdown().await;

@@ -78,6 +78,15 @@ await step('plans', async () => {
   const l = await client.billing.plans.getAll();
   return { total: l.metadata.total, count: l.items.length };
 });
+await step('subscriptions', async () => {
+  const l = await client.billing.subscriptions.getAll();
+  return { count: l.items.length, uid: l.items[0] && l.items[0].Uid };
+});
+await step('subscription', async () => {
+  // Sends fields=*,Account.Uid,Plan.Uid by default.
+  const s = await client.billing.subscriptions.get(out.subscriptions.uid);
+  return { uid: s.Uid, account: s.Account && s.Account.Uid };
+});
 await step('otherPerson', async () => {
   const p = await client.crm.people.get(otherUid);
   return { uid: p.Uid, email: p.Email };
@@ -89,6 +98,9 @@ const good =
   out.person.ok && out.person.uid === c.sub &&
   out.account.ok && out.account.uid === c['outseta:accountUid'] &&
   out.plans.ok && out.plans.count > 0 &&
+  out.subscriptions.ok && out.subscriptions.count > 0 &&
+  out.subscription.ok && out.subscription.uid === out.subscriptions.uid &&
+  out.subscription.account === c['outseta:accountUid'] &&
   !out.otherPerson.ok && out.otherPerson.status === 403;
 out.good = good;
 console.log(JSON.stringify(out, null, 2));
