@@ -81,6 +81,8 @@ pub struct RuleInfo {
     /// Forced query values: key → CEL source.
     pub query_set: BTreeMap<String, String>,
     pub body_allow: Option<Vec<String>>,
+    /// Top-level body keys silently removed before `body_allow` is checked.
+    pub body_drop: Vec<String>,
     /// Forced body keys: key → CEL source.
     pub body_set: BTreeMap<String, String>,
     pub response_when: Option<String>,
@@ -270,6 +272,7 @@ fn rule_info(config: &Config, index: usize, rule: &Rule) -> RuleInfo {
             .map(|(k, e)| (k.clone(), e.source().to_string()))
             .collect(),
         body_allow: rule.body_allow.clone(),
+        body_drop: rule.body_drop.clone(),
         body_set: rule
             .body_set
             .iter()
@@ -563,6 +566,13 @@ pub fn render_text(d: &Decision) -> String {
         let _ = writeln!(out, "query_allow: {}", a.join(", "));
     }
     write_fields_policy(&mut out, rule);
+    if !rule.body_drop.is_empty() {
+        let _ = writeln!(
+            out,
+            "body_drop:   {} (removed before body_allow is checked)",
+            rule.body_drop.join(", ")
+        );
+    }
     if let Some(a) = &rule.body_allow {
         let _ = writeln!(
             out,
@@ -575,7 +585,7 @@ pub fn render_text(d: &Decision) -> String {
     {
         let _ = writeln!(out, "body_set:    {f} (merged into the JSON body)");
     }
-    if rule.body_allow.is_some() || !rule.body_set.is_empty() {
+    if rule.body_allow.is_some() || !rule.body_set.is_empty() || !rule.body_drop.is_empty() {
         let _ = writeln!(out, "             a non-JSON or non-object body → 400");
     }
     if let Some(r) = &rule.response_when {

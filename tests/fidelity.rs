@@ -5,7 +5,7 @@
 mod support;
 
 use serde_json::Value;
-use support::client::{bearer, get};
+use support::client::{bearer, get, send};
 use support::demo::{start, user};
 
 fn items(v: &Value) -> Vec<Value> {
@@ -123,4 +123,33 @@ async fn comparison_filters_and_trailing_slashes_work_on_own_data_only() {
     )
     .await;
     assert_eq!(other.status, 403, "{}", other.text());
+}
+
+/// SPAs read the profile, change a field and PUT the whole object back: the read-only fields
+/// are dropped, the change lands, and an unlisted key is still refused.
+#[tokio::test]
+async fn the_whole_profile_read_can_be_put_back() {
+    let d = start(None).await;
+    let gw = d.gateway_url();
+    let alice = user(&d, "alice@example.com");
+    let auth = bearer(&alice.token);
+    let url = format!("{gw}/api/v1/profile");
+    let read = get(&url, &[("authorization", &auth)]).await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    let mut profile = read.json();
+    profile["FirstName"] = "Zed".into();
+    let headers = [
+        ("authorization", auth.as_str()),
+        ("content-type", "application/json"),
+    ];
+    let put = send("PUT", &url, &headers, profile.to_string()).await;
+    assert_eq!(put.status, 200, "{}", put.text());
+    let again = get(&url, &[("authorization", &auth)]).await;
+    assert_eq!(again.json()["FirstName"], "Zed");
+    assert_eq!(again.json()["Email"], alice.user.email.as_str());
+
+    profile["OptInToEmailList"] = true.into();
+    let refused = send("PUT", &url, &headers, profile.to_string()).await;
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.text().contains("OptInToEmailList"));
 }

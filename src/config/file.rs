@@ -85,6 +85,7 @@ pub struct RuleEntry {
     pub query_set: Option<BTreeMap<String, String>>,
     pub fields_allow: Option<Vec<String>>,
     pub body_allow: Option<Vec<String>>,
+    pub body_drop: Option<Vec<String>>,
     pub body_set: Option<BTreeMap<String, String>>,
     pub response_when: Option<String>,
     pub invalidates: Option<Vec<String>>,

@@ -230,3 +230,18 @@ fields_allow = ["*", "Plan.*"]"#
         assert!(err.contains(says), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_body_key_is_either_dropped_or_judged() {
+    let text = format!(
+        "{MINIMAL}\n[[rule]]\nname = \"w\"\nmethods = [\"PUT\"]\npath = \"/api/v1/profile\"\ncredential = \"user\"\nbody_allow = [\"FirstName\", \"Uid\"]\nbody_drop = [\"uid\", \"Created\"]\n"
+    );
+    let e = Config::from_toml(&text, "t").unwrap_err();
+    assert!(
+        e.problems
+            .iter()
+            .any(|p| p.contains("`body_drop`: \"uid\" is also in `body_allow`")),
+        "{:?}",
+        e.problems
+    );
+}

@@ -1,7 +1,9 @@
-//! JSON body rewriting for `body_allow` / `body_set` (top-level keys, case-insensitive).
+//! JSON body rewriting for `body_drop` / `body_allow` / `body_set` (top-level keys,
+//! case-insensitive).
 //!
-//! Order, as for queries: forced keys are removed in any case, then the allow-list is checked
-//! against what the client sent, then the forced values are inserted.
+//! Order: dropped keys (read-only fields a client sends back with a whole object it read) are
+//! removed, forced keys are removed in any case, then the allow-list is checked against what
+//! is left of what the client sent, then the forced values are inserted.
 
 use bytes::Bytes;
 
@@ -25,6 +27,7 @@ impl std::fmt::Display for BodyError {
 /// Applies the rule to `body`; returns the re-serialised JSON object.
 pub fn rewrite(
     body: &[u8],
+    drop: &[String],
     allow: Option<&[String]>,
     set: &[(String, serde_json::Value)],
 ) -> Result<Bytes, BodyError> {
@@ -33,6 +36,9 @@ pub fn rewrite(
     let serde_json::Value::Object(mut map) = value else {
         return Err(BodyError::NotJsonObject);
     };
+    if !drop.is_empty() {
+        map.retain(|k, _| !drop.iter().any(|d| d.eq_ignore_ascii_case(k)));
+    }
     for (key, _) in set {
         map.retain(|k, _| !k.eq_ignore_ascii_case(key));
     }
@@ -64,14 +70,34 @@ mod tests {
     #[test]
     fn allow_list_any_case() {
         let a = allow(&["FirstName", "LastName"]);
-        let out = rewrite(br#"{"firstname":"A","LASTNAME":"B"}"#, Some(&a), &[]).unwrap();
+        let out = rewrite(br#"{"firstname":"A","LASTNAME":"B"}"#, &[], Some(&a), &[]).unwrap();
         assert_eq!(
             serde_json::from_slice::<serde_json::Value>(&out).unwrap(),
             json!({"firstname":"A","LASTNAME":"B"})
         );
         assert_eq!(
-            rewrite(br#"{"FirstName":"A","email":"x"}"#, Some(&a), &[]),
+            rewrite(br#"{"FirstName":"A","email":"x"}"#, &[], Some(&a), &[]),
             Err(BodyError::KeyNotAllowed("email".into()))
+        );
+    }
+
+    #[test]
+    fn dropped_keys_go_before_the_allow_list_and_the_rest_is_still_judged() {
+        let a = allow(&["FirstName"]);
+        let drop = allow(&["Uid", "Account", "Created"]);
+        let out = rewrite(
+            br#"{"uid":"P1","FirstName":"Zed","ACCOUNT":{"Uid":"A1"},"Created":"x"}"#,
+            &drop,
+            Some(&a),
+            &[],
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v, json!({"FirstName":"Zed"}));
+        // A key neither dropped nor allowed is still refused.
+        assert_eq!(
+            rewrite(br#"{"Uid":"P1","Email":"x@y.z"}"#, &drop, Some(&a), &[]),
+            Err(BodyError::KeyNotAllowed("Email".into()))
         );
     }
 
@@ -81,6 +107,7 @@ mod tests {
         let a = allow(&["Subject", "Body"]);
         let out = rewrite(
             br#"{"Subject":"s","fromperson":{"Uid":"victim"},"FROMPERSON":1}"#,
+            &[],
             Some(&a),
             &set,
         )
@@ -92,7 +119,7 @@ mod tests {
     #[test]
     fn non_objects_are_refused() {
         for b in [&b"not json"[..], b"[1,2]", b"\"s\"", b""] {
-            assert_eq!(rewrite(b, None, &[]), Err(BodyError::NotJsonObject));
+            assert_eq!(rewrite(b, &[], None, &[]), Err(BodyError::NotJsonObject));
         }
     }
 
@@ -228,7 +255,7 @@ mod tests {
                 .filter(|k| !set.iter().any(|(f, _)| f.eq_ignore_ascii_case(k)))
                 .collect();
             let admitted = |k: &str| allow.as_ref().is_none_or(|a| a.iter().any(|x| x.eq_ignore_ascii_case(k)));
-            match rewrite(&body, allow.as_deref(), &set) {
+            match rewrite(&body, &[], allow.as_deref(), &set) {
                 Ok(out) => {
                     prop_assert!(unforced.iter().all(|k| admitted(k)));
                     check_output(&out, &client, allow.as_deref(), &set)?;
@@ -247,7 +274,7 @@ mod tests {
             body in arbitrary_body(), allow in allow_list(), set in forced(),
         ) {
             let client = serde_json::from_slice::<Value>(&body).ok();
-            match rewrite(&body, allow.as_deref(), &set) {
+            match rewrite(&body, &[], allow.as_deref(), &set) {
                 Ok(out) => {
                     let Some(Value::Object(client)) = client else {
                         return Err(TestCaseError::fail(format!("accepted a non-object: {body:?}")));

@@ -87,6 +87,8 @@ pub struct Rule {
     /// What the client's `fields` may select (when the client may send `fields` at all).
     pub fields: FieldsPolicy,
     pub body_allow: Option<Vec<String>>,
+    /// Top-level body keys removed before `body_allow` is checked (read-only fields).
+    pub body_drop: Vec<String>,
     pub body_set: Vec<(String, Expr)>,
     pub response_when: Option<Expr>,
     pub invalidates: Vec<PathTemplate>,
@@ -327,7 +329,9 @@ impl Rule {
         if cache != CacheMode::Off && !methods.is_empty() && !methods.contains(&Method::GET) {
             p("`cache` applies to GET only, and this rule has no GET".into());
         }
-        let has_body_rules = entry.body_allow.is_some() || !body_set.is_empty();
+        let body_drop = entry.body_drop.clone().unwrap_or_default();
+        let has_body_rules =
+            entry.body_allow.is_some() || !body_set.is_empty() || !body_drop.is_empty();
         if has_body_rules
             && !methods.is_empty()
             && methods
@@ -335,7 +339,7 @@ impl Rule {
                 .all(|m| *m == Method::GET || *m == Method::HEAD)
         {
             p(
-                "`body_allow`/`body_set` apply to request bodies, and this rule only has GET/HEAD"
+                "`body_allow`/`body_drop`/`body_set` apply to request bodies, and this rule only has GET/HEAD"
                     .into(),
             );
         }
@@ -348,6 +352,16 @@ impl Rule {
         };
         check_keys("query_allow", &entry.query_allow, &mut p);
         check_keys("body_allow", &entry.body_allow, &mut p);
+        check_keys("body_drop", &entry.body_drop, &mut p);
+        for dropped in &body_drop {
+            let same = |k: &String| k.eq_ignore_ascii_case(dropped);
+            if entry.body_allow.iter().flatten().any(same) || body_set.iter().any(|(k, _)| same(k))
+            {
+                p(format!(
+                    "`body_drop`: {dropped:?} is also in `body_allow` or `body_set`; a key is either dropped or judged"
+                ));
+            }
+        }
         if let Some(l) = &entry.query_allow
             && let Some(bad) = l.iter().find(|k| k.ends_with("__*") && k.len() == 3)
         {
@@ -433,6 +447,7 @@ impl Rule {
             query_set,
             fields,
             body_allow: entry.body_allow.clone(),
+            body_drop,
             body_set,
             response_when,
             invalidates,
@@ -456,9 +471,9 @@ impl Rule {
         allowed && !forced
     }
 
-    /// Whether the rule has `body_allow`/`body_set`.
+    /// Whether the rule has `body_allow`/`body_drop`/`body_set`.
     pub fn has_body_rules(&self) -> bool {
-        self.body_allow.is_some() || !self.body_set.is_empty()
+        self.body_allow.is_some() || !self.body_set.is_empty() || !self.body_drop.is_empty()
     }
 
     /// Whether a request with `method` must have its body buffered and rewritten: body rules
@@ -554,7 +569,7 @@ impl Rule {
         Ok(forced)
     }
 
-    /// Applies `body_allow`/`body_set` to a JSON object body.
+    /// Applies `body_drop`/`body_allow`/`body_set` to a JSON object body.
     pub fn rewrite_body(
         &self,
         root: &Root,
@@ -575,13 +590,17 @@ impl Rule {
             }
             Ok(set)
         })?;
-        body::rewrite(body, self.body_allow.as_deref(), &set).map_err(|e| match e {
-            body::BodyError::NotJsonObject => BodyOutcome::Invalid(e.to_string()),
-            body::BodyError::KeyNotAllowed(key) => BodyOutcome::Denied(Denial::BodyNotAllowed {
-                rule: self.name.clone(),
-                key,
-            }),
-        })
+        body::rewrite(body, &self.body_drop, self.body_allow.as_deref(), &set).map_err(
+            |e| match e {
+                body::BodyError::NotJsonObject => BodyOutcome::Invalid(e.to_string()),
+                body::BodyError::KeyNotAllowed(key) => {
+                    BodyOutcome::Denied(Denial::BodyNotAllowed {
+                        rule: self.name.clone(),
+                        key,
+                    })
+                }
+            },
+        )
     }
 
     /// Evaluates `response_when` over a parsed JSON response.
