@@ -126,7 +126,8 @@ async fn comparison_filters_and_trailing_slashes_work_on_own_data_only() {
 }
 
 /// SPAs read the profile, change a field and PUT the whole object back: the read-only fields
-/// are dropped, the change lands, and an unlisted key is still refused.
+/// are dropped, the change lands (also under the person's other, cached path), and an unlisted
+/// key is still refused.
 #[tokio::test]
 async fn the_whole_profile_read_can_be_put_back() {
     let d = start(None).await;
@@ -134,6 +135,18 @@ async fn the_whole_profile_read_can_be_put_back() {
     let alice = user(&d, "alice@example.com");
     let auth = bearer(&alice.token);
     let url = format!("{gw}/api/v1/profile");
+    // The same person under its other path, cached (a hit the second time).
+    let person = format!("{gw}/api/v1/crm/people/{}", alice.user.person_uid);
+    let _ = get(&person, &[("authorization", &auth)]).await;
+    let cached = get(&person, &[("authorization", &auth)]).await;
+    assert!(
+        cached
+            .header("cache-status")
+            .unwrap_or_default()
+            .contains("hit"),
+        "{:?}",
+        cached.header("cache-status")
+    );
     let read = get(&url, &[("authorization", &auth)]).await;
     assert_eq!(read.status, 200, "{}", read.text());
     let mut profile = read.json();
@@ -146,6 +159,9 @@ async fn the_whole_profile_read_can_be_put_back() {
     assert_eq!(put.status, 200, "{}", put.text());
     let again = get(&url, &[("authorization", &auth)]).await;
     assert_eq!(again.json()["FirstName"], "Zed");
+    // The write dropped the cached person too: its next read is fresh.
+    let fresh = get(&person, &[("authorization", &auth)]).await;
+    assert_eq!(fresh.json()["FirstName"], "Zed", "{}", fresh.text());
     assert_eq!(again.json()["Email"], alice.user.email.as_str());
 
     profile["OptInToEmailList"] = true.into();

@@ -125,9 +125,10 @@ where
 
     if req.method() != Method::GET {
         let targets = if invalidate::is_unsafe(req.method()) {
-            ext.matched
-                .as_ref()
-                .map(|m| invalidate::targets(m.path.as_str(), &m.params, rule))
+            ext.matched.as_ref().map(|m| {
+                let claims = ext.caller.as_ref().map(|c| &c.principal.claims);
+                invalidate::targets(m.path.as_str(), &m.params, claims, rule)
+            })
         } else {
             None
         };

@@ -267,6 +267,11 @@ impl Claims {
         self.2.as_ref()
     }
 
+    /// A claim whose value is a string.
+    pub fn string(&self, name: &str) -> Option<&str> {
+        self.1.get(name).map(String::as_str)
+    }
+
     /// `{}`: the claims of an anonymous caller.
     pub fn empty() -> Self {
         Self::from_json(&serde_json::Value::Object(serde_json::Map::new()))

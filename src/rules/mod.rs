@@ -395,7 +395,7 @@ impl Rule {
 
         let mut invalidates = Vec::new();
         for t in entry.invalidates.iter().flatten() {
-            match PathTemplate::parse(t) {
+            match PathTemplate::parse_rendered(t) {
                 Ok(inv) => {
                     if let Some(missing) = inv.param_names().find(|n| !params.contains(n)) {
                         p(format!(

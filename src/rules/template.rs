@@ -1,7 +1,8 @@
 //! Path templates: `/api/v1/crm/people/{uid}`, `/api/v1/tokens/{*rest}`.
 //!
 //! `{name}` captures exactly one segment; `{*name}` (last only) captures the remaining zero or
-//! more segments joined by `/`. Literal segments compare ASCII-case-insensitively, because
+//! more segments joined by `/`. Templates that are only rendered (`invalidates`) may also name
+//! a string claim, `{claims.sub}` or `{claims.outseta:accountUid}`. Literal segments compare ASCII-case-insensitively, because
 //! Outseta's routes do: a rule for `/api/v1/crm/people/{uid}` must also cover
 //! `/API/V1/CRM/People/x`, or a client could reach a route under another spelling.
 
@@ -12,6 +13,8 @@ enum Seg {
     Literal(String),
     Param(Arc<str>),
     Rest(Arc<str>),
+    /// A claim's value (rendered templates only; never matched).
+    Claim(Arc<str>),
 }
 
 /// Captured parameters, in template order.
@@ -29,8 +32,24 @@ fn valid_name(n: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// A claim name as JWT payloads use them: `sub`, `outseta:accountUid`.
+fn valid_claim(n: &str) -> bool {
+    !n.is_empty()
+        && n.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-' | b'.'))
+}
+
 impl PathTemplate {
     pub fn parse(source: &str) -> Result<Self, String> {
+        Self::parse_inner(source, false)
+    }
+
+    /// A template that is only rendered (never matched): it may also use `{claims.NAME}`.
+    pub fn parse_rendered(source: &str) -> Result<Self, String> {
+        Self::parse_inner(source, true)
+    }
+
+    fn parse_inner(source: &str, claims: bool) -> Result<Self, String> {
         if !source.starts_with('/') {
             return Err(format!("path template {source:?} must start with '/'"));
         }
@@ -43,6 +62,15 @@ impl PathTemplate {
                     return Err(format!("path template {source:?} has an empty segment"));
                 }
                 if let Some(inner) = part.strip_prefix('{').and_then(|p| p.strip_suffix('}')) {
+                    if let Some(claim) = inner.strip_prefix("claims.") {
+                        if !claims || !valid_claim(claim) {
+                            return Err(format!(
+                                "path template {source:?}: {{claims.{claim}}} is only allowed in `invalidates`, with a claim name"
+                            ));
+                        }
+                        segs.push(Seg::Claim(claim.into()));
+                        continue;
+                    }
                     let (rest, name) = match inner.strip_prefix('*') {
                         Some(n) => (true, n),
                         None => (false, inner),
@@ -104,7 +132,7 @@ impl PathTemplate {
     pub fn param_names(&self) -> impl Iterator<Item = &str> {
         self.segs.iter().filter_map(|s| match s {
             Seg::Param(n) | Seg::Rest(n) => Some(&**n),
-            Seg::Literal(_) => None,
+            Seg::Literal(_) | Seg::Claim(_) => None,
         })
     }
 
@@ -130,6 +158,7 @@ impl PathTemplate {
                     let s = it.next()?;
                     params.push((name.clone(), s.to_string()));
                 }
+                Seg::Claim(_) => return None,
             }
             let _ = i;
         }
@@ -145,6 +174,7 @@ impl PathTemplate {
                 None => return false,
                 Some(Seg::Rest(_)) => return true,
                 Some(Seg::Param(_)) => {}
+                Some(Seg::Claim(_)) => return false,
                 Some(Seg::Literal(lit)) => {
                     let lit = lit.to_ascii_lowercase();
                     let ok = if is_last {
@@ -161,9 +191,14 @@ impl PathTemplate {
         true
     }
 
-    /// Renders the template with `params` (used by `invalidates`). `None` if a parameter is
-    /// missing.
-    pub fn render(&self, params: &Params) -> Option<String> {
+    /// Renders the template with `params` and `claim` (used by `invalidates`). `None` if a
+    /// parameter or claim is missing, or a claim's value is not one plain path segment
+    /// (unreserved characters only, not `.` or `..`).
+    pub fn render<'a>(
+        &'a self,
+        params: &'a Params,
+        claim: &dyn Fn(&str) -> Option<&'a str>,
+    ) -> Option<String> {
         let mut out = String::new();
         for seg in &self.segs {
             let piece = match seg {
@@ -172,6 +207,14 @@ impl PathTemplate {
                     .iter()
                     .find(|(k, _)| k == n)
                     .map(|(_, v)| v.as_str())?,
+                Seg::Claim(n) => claim(n).filter(|v| {
+                    !v.is_empty()
+                        && *v != "."
+                        && *v != ".."
+                        && v.bytes().all(|b| {
+                            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+                        })
+                })?,
             };
             if !piece.is_empty() {
                 out.push('/');
@@ -263,7 +306,35 @@ mod tests {
     fn renders_with_params() {
         let t = PathTemplate::parse("/api/v1/crm/people/{uid}").unwrap();
         let p = vec![("uid".into(), "abc".to_string())];
-        assert_eq!(t.render(&p).as_deref(), Some("/api/v1/crm/people/abc"));
-        assert_eq!(t.render(&vec![]), None);
+        let none = |_: &str| None;
+        assert_eq!(
+            t.render(&p, &none).as_deref(),
+            Some("/api/v1/crm/people/abc")
+        );
+        assert_eq!(t.render(&vec![], &none), None);
+    }
+
+    #[test]
+    fn rendered_templates_may_name_claims_and_render_only_plain_segments() {
+        assert!(PathTemplate::parse("/api/v1/crm/people/{claims.sub}").is_err());
+        let t = PathTemplate::parse_rendered("/api/v1/crm/accounts/{claims.outseta:accountUid}")
+            .unwrap();
+        assert_eq!(t.param_names().count(), 0);
+        assert!(
+            t.matches(["api", "v1", "crm", "accounts", "A1"].into_iter())
+                .is_none()
+        );
+        let claims = |v: &'static str| move |n: &str| (n == "outseta:accountUid").then_some(v);
+        let p = Params::new();
+        assert_eq!(
+            t.render(&p, &claims("A1")).as_deref(),
+            Some("/api/v1/crm/accounts/A1")
+        );
+        for bad in ["", "..", "a/b", "a%2Fb", "a b"] {
+            assert_eq!(t.render(&p, &claims(bad)), None, "{bad:?}");
+        }
+        assert_eq!(t.render(&p, &|_: &str| None), None);
+        assert!(PathTemplate::parse_rendered("/x/{claims.}").is_err());
+        assert!(PathTemplate::parse_rendered("/x/{claims.a/b}").is_err());
     }
 }
