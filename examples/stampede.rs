@@ -1,10 +1,10 @@
 //! A low-overhead S4 stampede client: the peer harness's S4 with the client's own cost taken out.
 //!
-//! Same workload as `shared/bench/peers` S4 (`lib/bench.py stampede`): open `N` connections,
+//! Same workload as the peer harness's S4 stampede: open `N` connections,
 //! write one identical `GET` (with `Connection: close`) on each back to back, then read every
 //! response to EOF; latency is from the first write to a response's last byte. The harness
 //! does this from Python's asyncio, which adds tens of milliseconds when 500 answers arrive at
-//! once (its "origin direct" S4 p50 is 1.10–1.25× the origin's nominal delay). This client
+//! once (`bench/RESULTS.md`, fourth pass). This client
 //! writes all requests in one loop of non-blocking `send`s on a single-threaded runtime and
 //! reads with one small task per connection, so the figure is the server's.
 //!
@@ -28,7 +28,7 @@ fn usage() -> ! {
 }
 
 fn pct(sorted: &[f64], p: f64) -> Option<f64> {
-    // The harness's definition (lib/bench.py `pct`), so the two report the same statistic.
+    // Nearest rank, as the peer harness computes it, so the two report the same statistic.
     if sorted.is_empty() {
         return None;
     }

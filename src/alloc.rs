@@ -6,8 +6,8 @@
 ///
 /// `mimalloc::MiMalloc` passes every layout to `mi_malloc_aligned`, and mimalloc v3 serves
 /// a block over 1 KiB whose size is not a power of two by over-allocating and aligning it by
-/// hand — about ten such blocks per cache hit (the boxed layer futures), ≈ 1.9k instructions
-/// of ≈ 78k (callgrind, `bench/RESULTS.md`). Like std's `System` allocator with `malloc`, this
+/// hand — about ten such blocks per cache hit (the boxed layer futures; `bench/RESULTS.md`).
+/// Like std's `System` allocator with `malloc`, this
 /// uses plain `mi_malloc` when the alignment is at most 16 and at most the size: like glibc's
 /// `malloc`, mimalloc gives every block of 16 bytes or more 16-byte alignment (`MI_ALIGN2W`,
 /// since its `MI_MAX_ALIGN_SIZE` is 16: small sizes are rounded to two words) and every block
@@ -76,11 +76,9 @@ unsafe impl std::alloc::GlobalAlloc for Mimalloc {
 ///
 /// mimalloc asks for THP on its arenas (`madvise(MADV_HUGEPAGE)`), so the first write into each
 /// 2 MiB region makes the kernel zero all 2 MiB, inside whichever request touched it. A burst
-/// of concurrent requests needs fresh heap all at once (500 requests parked on one cold cache
-/// key: resident memory +19 MiB in huge pages, +13 MiB in 4 KiB ones). On a virtual machine whose
-/// memory the host had not backed yet, that zeroing took 45 ms of the burst (perf: 89% of its
-/// CPU in `clear_page_erms` under `do_huge_pmd_anonymous_page`), and the stampede's answers
-/// all left that much later (`bench/RESULTS.md`). 4 KiB faults zero only what is used.
+/// of concurrent requests needs fresh heap all at once, so every answer of the burst waits for
+/// that zeroing (tens of ms on a VM whose memory the host has not backed yet;
+/// `bench/RESULTS.md`). 4 KiB faults zero only what is used.
 /// Latency-sensitive servers (Redis, MongoDB) advise turning THP off for the same reason.
 pub fn small_pages() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {

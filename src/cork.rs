@@ -5,10 +5,10 @@
 //! Under load the runtime's worker takes a batch of ready connections from one `epoll_wait`.
 //! Without this, each connection reads, computes and writes before the next one is looked at,
 //! so writes leave one at a time, tens of microseconds apart — and each wakes a peer that had
-//! gone back to sleep in the meantime. That wake-up runs inside our `writev` and was the
-//! largest single kernel cost of a cached answer (`sock_def_readable` → waking the client,
-//! ≈ 10% of our CPU under the peer harness's load; on a VM waking an idle CPU is an
-//! inter-processor interrupt through the hypervisor). Deferring the first write lets the other
+//! gone back to sleep in the meantime. That wake-up runs inside our `writev` and is the
+//! largest single kernel cost of a cached answer (on a VM, waking an idle CPU is an
+//! inter-processor interrupt through the hypervisor; `bench/RESULTS.md`, third pass).
+//! Deferring the first write lets the other
 //! connections of the batch compute theirs first; the peer, woken by the first write, finds
 //! the rest already queued. Outbound, the same lets the upstream answer several requests per
 //! wake-up instead of one. HAProxy gets the same effect from its event loop (sends are made

@@ -13,7 +13,7 @@ use outseta_gateway::{Options, app, demo, ruletest, shutdown};
 
 /// mimalloc instead of glibc malloc: the request path makes a few dozen short-lived
 /// allocations per request (boxed layer futures, header maps, request extensions), and glibc's
-/// non-tcache paths were ~15% of the instructions of a cache hit (`bench/RESULTS.md`).
+/// paths beyond its per-thread cache are a large share of a cache hit (`bench/RESULTS.md`).
 #[global_allocator]
 static GLOBAL: outseta_gateway::alloc::Mimalloc = outseta_gateway::alloc::Mimalloc;
 
@@ -21,8 +21,8 @@ static GLOBAL: outseta_gateway::alloc::Mimalloc = outseta_gateway::alloc::Mimall
 /// process may use (std reads the affinity mask and a cgroup CPU quota); with a single CPU
 /// (`taskset`, a sidecar limited to one CPU) the current-thread scheduler, which does the same
 /// work without the cross-thread hand-offs (the accept loop shares the one thread, no
-/// work-stealing or idle-worker bookkeeping): −1 to −8% CPU per cached answer, interleaved A/B
-/// (`bench/RESULTS.md`).
+/// work-stealing or idle-worker bookkeeping), so a cached answer costs less CPU
+/// (`bench/RESULTS.md`, sixth pass).
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     let one_cpu = std::thread::available_parallelism().is_ok_and(|n| n.get() == 1);
     let mut builder = if one_cpu {

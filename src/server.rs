@@ -46,8 +46,8 @@ use crate::proxy::context::{ClientAddr, context_mut};
 /// How many connections the kernel may hold, handshake done, before the accept loop takes
 /// them (the kernel caps it at `net.core.somaxconn`). `TcpListener::bind` asks for 128: a
 /// burst of 500 new connections then overflows the queue, the kernel drops the handshakes
-/// that do not fit, and those clients retry a second later (634 SYNs on the wire for 500
-/// connections, `bench/RESULTS.md`). nginx asks for 511, HAProxy for its `maxconn`.
+/// that do not fit, and those clients retry a second later (`bench/RESULTS.md`). nginx asks
+/// for 511, HAProxy for its `maxconn`.
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Binds `addr` for serving: address reuse as `TcpListener::bind` sets it, and a
@@ -236,8 +236,8 @@ pub fn builder(limits: Limits) -> auto::Builder<TokioExecutor> {
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
         // One buffer, one `write`: the head and a small body (a cached answer) are copied
-        // together, cheaper than queueing them for `writev` (callgrind, S1: −0.7k
-        // instructions per hit). TLS connections flatten anyway.
+        // together, cheaper than queueing them for `writev` (`bench/RESULTS.md`). TLS
+        // connections flatten anyway.
         .writev(false)
         .max_buf_size((limits.max_header_bytes + 4096).max(8192));
     b.http2()

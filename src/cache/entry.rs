@@ -165,9 +165,8 @@ impl Entry {
 /// Own bytes: header values parsed by hyper are slices of the connection's read buffer, and
 /// keeping them would keep that whole buffer alive for the entry's lifetime, outside the
 /// weight accounted for. One buffer: a response built from the entry clones every value and
-/// the body, and with one allocation each those clones touched as many reference counts, each
-/// a cold cache line under many users (≈ 1–2% of a cache hit's CPU under the peer harness);
-/// slices of one buffer share one.
+/// the body; with one allocation each, those clones would touch as many reference counts, each
+/// a cold cache line under many users, where slices of one buffer share one.
 pub fn own(headers: &HeaderMap, body: &[u8]) -> (Headers, Bytes) {
     let kept = || {
         headers

@@ -39,7 +39,6 @@ use std::time::Duration;
 
 pub use entry::CACHE_STATUS;
 pub use service::{CacheLayer, CacheService};
-pub use stale::{StaleFallback, has_stale_fallback};
 
 /// The cache's shared state: the store and the lock table.
 #[derive(Debug)]

@@ -33,7 +33,7 @@ use super::fetch::{Fetched, Lifetime, settle};
 use super::invalidate;
 use super::key::{self, CacheKey};
 use super::lock::{Leader, Lock, State};
-use super::stale::{self, Freshness, StaleFallback, Windows, classify};
+use super::stale::{self, Freshness, Windows, classify};
 use super::status::{BypassReason, CacheStatus, StaleReason};
 use super::store::Refused;
 use crate::body::{self, Body};
@@ -208,11 +208,6 @@ where
             Freshness::IfError => stale = Some(e),
             Freshness::Fresh { .. } | Freshness::Expired => {}
         }
-    }
-    let mut req = req;
-    if let Some(e) = &stale {
-        req.extensions_mut()
-            .insert(StaleFallback { age: e.age(now) });
     }
     // Boxed: the miss path (lock, fetch, buffer, store) is a large state machine, and
     // inlining it would make every hit allocate and move it.

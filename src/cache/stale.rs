@@ -7,16 +7,10 @@
 //! - within `stale_if_error` past its ttl, when the upstream call fails — 5xx or 429 answer,
 //!   timeout, refused or broken connection — or the shared budget cannot serve in time
 //!   (`detail=upstream-error | upstream-timeout | upstream-busy`).
-//!
-//! # For the shared budget
-//! Before the cache calls the services below it for a request that a stale entry could
-//! answer, it puts a [`StaleFallback`] in the request's extensions. A budget that sees it may
-//! refuse early with `GatewayError::UpstreamBusy` instead of queueing the caller up to
-//! `max_wait`: the cache then serves the stale entry. See [`has_stale_fallback`].
 
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
+use http::Response;
 
 use super::entry::Entry;
 use super::status::{CacheStatus, StaleReason};
@@ -73,19 +67,6 @@ pub fn respond(entry: &Entry, reason: StaleReason) -> Response<Body> {
     )
 }
 
-/// Marks a request whose upstream call the cache can cover with a stale entry.
-#[derive(Debug, Clone, Copy)]
-pub struct StaleFallback {
-    /// The stale entry's age.
-    pub age: Duration,
-}
-
-/// Whether the cache would answer `req` from a stale entry if the call below it returned
-/// `GatewayError::UpstreamBusy` (or failed). The interface for the shared budget.
-pub fn has_stale_fallback<B>(req: &Request<B>) -> bool {
-    req.extensions().get::<StaleFallback>().is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,15 +111,5 @@ mod tests {
             classify(&e, e.stored_at + Duration::from_secs(1), w),
             Freshness::Expired
         );
-    }
-
-    #[test]
-    fn fallback_marker() {
-        let mut req = Request::new(());
-        assert!(!has_stale_fallback(&req));
-        req.extensions_mut().insert(StaleFallback {
-            age: Duration::from_secs(3),
-        });
-        assert!(has_stale_fallback(&req));
     }
 }

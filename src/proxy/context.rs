@@ -1,7 +1,7 @@
 //! Request-scoped values that layers hand to the layers below them, all in one request
 //! extension, [`RequestContext`]: one allocation per request and one lookup per layer, where
-//! one extension per value cost a boxed insert each and regrew the extension map three times
-//! (≈ 3k instructions per request, a tenth of a cache hit's own work). Each field is set by
+//! one extension per value would cost a boxed insert each and regrow the extension map.
+//! Each field is set by
 //! exactly one layer (named on the field) and only read below it.
 
 use std::net::SocketAddr;

@@ -1,4 +1,4 @@
-//! CORS for browser apps (spec `[cors]`): exact origins only.
+//! CORS for browser apps (`[cors] allowed_origins`): exact origins only.
 //!
 //! # Position in the stack
 //! Outside the rescue boundary, so the gateway's own errors (401, 403, 429…) carry CORS

@@ -2,6 +2,11 @@
 //! an `Err` becomes its problem+json response (through [`GatewayError::into_response`], the
 //! one mapping). Above it the error type is `Infallible`.
 //!
+//! That holds for readiness too: an `Err` from the inner `poll_ready` is kept, readiness is
+//! reported, and the `call` that follows answers with that error without calling the inner
+//! service (which the error says may not be called). The server clones the stack for each
+//! request, so the failed instance serves exactly that one request.
+//!
 //! Layers below may ask for headers on whatever response comes out (the per-user
 //! `RateLimit` fields) through the [`ResponseHeaders`] put in the request here.
 //!
@@ -18,6 +23,7 @@ use std::task::{Context, Poll};
 use std::future::Future;
 use std::pin::Pin;
 
+use futures_util::future::Either;
 use http::{HeaderValue, Request, Response, Version, header};
 use tower::{Layer, Service};
 
@@ -31,14 +37,31 @@ pub struct RescueLayer;
 impl<S> Layer<S> for RescueLayer {
     type Service = Rescue<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Rescue { inner }
+        Rescue {
+            inner,
+            not_ready: None,
+        }
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Rescue<S> {
     inner: S,
+    // The inner `poll_ready` error, answered by the next `call`.
+    not_ready: Option<GatewayError>,
 }
+
+// A clone has not been polled: it starts without a readiness error.
+impl<S: Clone> Clone for Rescue<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            not_ready: None,
+        }
+    }
+}
+
+type Failed = std::future::Ready<Result<Response<Body>, GatewayError>>;
 
 impl<S> Service<Request<Body>> for Rescue<S>
 where
@@ -46,11 +69,18 @@ where
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = Rescued<S::Future>;
+    type Future = Rescued<Either<S::Future, Failed>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        if self.not_ready.is_some() {
+            return Poll::Ready(Ok(()));
+        }
         match self.inner.poll_ready(cx) {
-            Poll::Ready(_) => Poll::Ready(Ok(())),
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => {
+                self.not_ready = Some(e);
+                Poll::Ready(Ok(()))
+            }
             Poll::Pending => Poll::Pending,
         }
     }
@@ -68,8 +98,12 @@ where
         } else {
             None
         };
+        let inner = match self.not_ready.take() {
+            Some(e) => Either::Right(std::future::ready(Err(e))),
+            None => Either::Left(self.inner.call(req)),
+        };
         Rescued {
-            inner: self.inner.call(req),
+            inner,
             rid,
             extra,
             drained,
@@ -122,5 +156,67 @@ where
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         Poll::Ready(Ok(rsp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::StatusCode;
+    use std::future::poll_fn;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Fails readiness once, then is ready; counts calls.
+    #[derive(Clone)]
+    struct NotReadyOnce {
+        failed: Arc<AtomicBool>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl Service<Request<Body>> for NotReadyOnce {
+        type Response = Response<Body>;
+        type Error = GatewayError;
+        type Future = std::future::Ready<Result<Response<Body>, GatewayError>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+            if self.failed.swap(true, Ordering::SeqCst) {
+                Poll::Ready(Ok(()))
+            } else {
+                Poll::Ready(Err(GatewayError::UpstreamUnavailable("not ready".into())))
+            }
+        }
+
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            std::future::ready(Ok(Response::new(body::empty())))
+        }
+    }
+
+    fn get() -> Request<Body> {
+        Request::new(body::empty())
+    }
+
+    #[tokio::test]
+    async fn a_readiness_error_answers_the_next_call_without_calling_inner() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut svc = RescueLayer.layer(NotReadyOnce {
+            failed: Arc::new(AtomicBool::new(false)),
+            calls: calls.clone(),
+        });
+
+        poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let rsp = svc.call(get()).await.unwrap();
+        assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(
+            rsp.headers().get(header::CONTENT_TYPE).unwrap(),
+            "application/problem+json"
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+
+        // The error is answered once; the next readiness is the inner service's again.
+        poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let rsp = svc.call(get()).await.unwrap();
+        assert_eq!(rsp.status(), StatusCode::OK);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

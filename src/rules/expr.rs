@@ -236,10 +236,9 @@ impl std::fmt::Debug for Root {
 /// from a verified token, and one is looked up on every request a rule compares a claim).
 ///
 /// `sub`, when it is a string, is also held on its own: the rule every gateway has compares
-/// it (`path.uid == claims.sub`), and reading it from the map touched four cold cache lines per
-/// request (control bytes, bucket, key and value; ≈ 2% of a cache hit's CPU under the peer
-/// harness's 1000 users), where this one allocation is what [`Principal::sub`] returns and
-/// the per-user limit has just hashed.
+/// it (`path.uid == claims.sub`), and reading it from the map touches four cold cache lines per
+/// request (control bytes, bucket, key and value), where this one allocation is what
+/// [`Principal::sub`] returns and the per-user limit has just hashed.
 ///
 /// [`Principal::sub`]: crate::auth::Principal::sub
 pub struct Claims(

@@ -693,21 +693,6 @@ impl RuleSet {
             r.template.matches(path.segments()).map(|p| (i, p))
         })
     }
-
-    /// Every method some rule accepts for this path (for CORS preflight answers).
-    pub fn methods_for(&self, path: &canon::CanonPath) -> Vec<Method> {
-        let mut out: Vec<Method> = Vec::new();
-        for r in &self.rules {
-            if r.template.matches(path.segments()).is_some() {
-                for m in &r.methods {
-                    if !out.contains(m) {
-                        out.push(m.clone());
-                    }
-                }
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]

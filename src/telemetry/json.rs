@@ -1,9 +1,9 @@
 //! A lean JSON line formatter for `tracing` events: one object per line, event fields
 //! flattened beside `timestamp`, `level`, `target` and `message`.
 //!
-//! Why not `tracing_subscriber`'s JSON format: it goes through `serde_json` maps and
-//! measured ~27k instructions per access line (callgrind), a quarter of a whole rejected
-//! request; this writes the line directly (a few thousand). The output shape is the same as
+//! Why not `tracing_subscriber`'s JSON format: it goes through `serde_json` maps, several
+//! times the cost of writing the line directly as this does (`bench/RESULTS.md`). The output
+//! shape is the same as
 //! `fmt().json().flatten_event(true)` without span data (the gateway opens no spans).
 
 use std::fmt::{self, Write as _};
