@@ -195,6 +195,62 @@ async fn npm_outseta_api_client_through_the_gateway() {
     d.shutdown().await;
 }
 
+/// The npm snippet `demo` prints runs as printed (pasted into an .mjs file beside the pinned
+/// package), and logs in as the user it names.
+#[tokio::test]
+async fn the_banners_npm_snippet_runs_as_printed() {
+    let clients = Path::new(REPO).join("tests/clients");
+    let missing: Vec<String> = [
+        tools::need("node", "apt-get install -y nodejs"),
+        tools::need_path(
+            &clients.join("node_modules/outseta-api-client/package.json"),
+            "npm ci --prefix tests/clients",
+        ),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !tools::available("the banner's npm snippet", &missing) {
+        return;
+    }
+    let _serial = SERIAL.lock().await;
+    let d = start(None).await;
+    let banner = outseta_gateway::demo::banner(&d, "test");
+    let snippet: Vec<&str> = banner
+        .lines()
+        .skip_while(|l| !l.starts_with("With the npm outseta-api-client"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .map(|l| &l[2..])
+        .collect();
+    assert!(snippet.iter().any(|l| l.contains("login(")), "{banner}");
+    let script = clients.join(format!("banner-snippet-{}.mjs", std::process::id()));
+    std::fs::write(
+        &script,
+        format!(
+            "{}\nconst p = await client.user.profile.get();\nconsole.log(JSON.stringify({{ uid: p.Uid }}));\n",
+            snippet.join("\n")
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(
+        "node",
+        &[script.display().to_string()],
+        Duration::from_secs(60),
+    )
+    .await;
+    let _ = std::fs::remove_file(&script);
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{}", snippet.join("\n"));
+    let out: Value = serde_json::from_str(stdout.trim()).unwrap_or_default();
+    let alice = user(&d, "alice@example.com");
+    assert_eq!(
+        out["uid"],
+        alice.user.person_uid.as_str(),
+        "{stdout}\n{stderr}"
+    );
+    d.shutdown().await;
+}
+
 /// Loads `url` in headless Chromium and returns the DOM after the page's scripts settled.
 async fn chromium_dom(url: &str) -> String {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

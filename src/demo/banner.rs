@@ -1,5 +1,6 @@
-//! What `demo` prints once both servers are ready: addresses, the two demo users with their
-//! tokens, and ready-to-paste curl commands with the status each one answers.
+//! What `demo` prints once both servers are ready: addresses, every seeded user with their
+//! account and role, tokens for two of them, ready-to-paste curl commands with the status each
+//! one answers, and an npm `outseta-api-client` snippet that runs as printed.
 //!
 //! # Format (tests/demo.rs reads it)
 //! - Token lines are shell assignments: `ALICE_TOKEN='eyJ…'`.
@@ -134,18 +135,21 @@ pub fn banner(demo: &Demo, config_name: &str) -> String {
     let _ = writeln!(s, "  CORS       {origins}");
     let _ = writeln!(s);
     if let Some((a, b)) = demo.pair() {
-        let _ = writeln!(s, "Demo users:");
-        for u in [a, b] {
+        let _ = writeln!(s, "Demo users (password {} for all):", a.user.password);
+        for u in &demo.users {
             let _ = writeln!(
                 s,
-                "  {:<20} password {:<14} {:<16} person {}  account {} ({}){}",
+                "  {:<20} {:<16} person {}  account {} ({}), {}",
                 u.user.email,
-                u.user.password,
                 u.user.name,
                 u.user.person_uid,
                 u.user.account_uid,
                 u.user.account_name,
-                if u.user.is_primary { ", primary" } else { "" }
+                if u.user.is_primary {
+                    "primary contact"
+                } else {
+                    "member"
+                }
             );
         }
         let _ = writeln!(s, "\nPaste into a shell (bash/zsh):\n");
@@ -167,7 +171,15 @@ pub fn banner(demo: &Demo, config_name: &str) -> String {
         s,
         "From an SPA: fetch(\"{gw}/api/v1/profile\", {{ headers: {{ Authorization: \"bearer \" + token }} }})"
     );
-    let _ = writeln!(s, "With the npm outseta-api-client:");
+    let _ = writeln!(
+        s,
+        "With the npm outseta-api-client (an .mjs file, or node --input-type=module):"
+    );
+    let _ = writeln!(
+        s,
+        "  import pkg from \"outseta-api-client\";   // CommonJS: the class is its `default`"
+    );
+    let _ = writeln!(s, "  const OutsetaApiClient = pkg.default ?? pkg;");
     let _ = writeln!(
         s,
         "  const client = new OutsetaApiClient({{ subdomain: \"demo\" }});"
