@@ -102,6 +102,28 @@ async fn comparison_filters_and_trailing_slashes_work_on_own_data_only() {
     for s in items(&ending.json()) {
         assert_eq!(s["Account"]["Uid"], alice.user.account_uid.as_str());
     }
+    // The seed's one discounted subscription is Globex's: Alice's own list has none.
+    let discounted = get(
+        &format!("{gw}/api/v1/billing/subscriptions?DiscountCode__isnull=false"),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(discounted.status, 200, "{}", discounted.text());
+    assert!(
+        items(&discounted.json()).is_empty(),
+        "{}",
+        discounted.text()
+    );
+    let carol = bearer(&user(&d, "carol@example.com").token);
+    let theirs = get(
+        &format!("{gw}/api/v1/billing/subscriptions?DiscountCode__isnull=false&fields=Uid,Amount,DiscountCode"),
+        &[("authorization", &carol)],
+    )
+    .await;
+    assert_eq!(theirs.status, 200, "{}", theirs.text());
+    let found = items(&theirs.json());
+    assert_eq!(found.len(), 1, "{}", theirs.text());
+    assert!(found[0]["Amount"].as_f64().is_some() && found[0]["DiscountCode"].is_string());
     let probe = get(
         &format!("{gw}/api/v1/billing/subscriptions?Account.PersonAccount.Person.Email__gte=m"),
         &[("authorization", &auth)],

@@ -130,6 +130,8 @@ const SUBSCRIPTION: &[(&str, Prop)] = &[
         Many(K::DiscountCouponSubscription),
     ),
     ("Rate", S),
+    ("Amount", S),
+    ("DiscountCode", S),
 ];
 
 const PLAN: &[(&str, Prop)] = &[

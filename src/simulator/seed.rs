@@ -276,6 +276,10 @@ fn seed_person(store: &mut Store, a: &AccountSeed, ps: &PersonSeed, created: &st
     membership
 }
 
+/// The one current subscription bought with a discount code.
+const DISCOUNTED_ACCOUNT: &str = "globex";
+const DISCOUNT_CODE: &str = "LAUNCH20";
+
 fn seed_subscription(
     store: &mut Store,
     a: &AccountSeed,
@@ -322,7 +326,15 @@ fn seed_subscription(
             .with("NewRequiredQuantity", Value::Null)
             .with("IsPlanUpgradeRequired", json!(false))
             .with("PlanUpgradeRequiredMessage", Value::Null)
-            .with("Rate", json!(rate)),
+            .with("Rate", json!(rate))
+            .with("Amount", json!(rate))
+            .with(
+                "DiscountCode",
+                match (a.key, end_days_ago) {
+                    (DISCOUNTED_ACCOUNT, None) => json!(DISCOUNT_CODE),
+                    _ => Value::Null,
+                },
+            ),
     );
     sub_uid
 }
