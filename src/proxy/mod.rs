@@ -5,7 +5,7 @@
 //! | layer | why here |
 //! |---|---|
 //! | `request_id` | outermost: every response, preflights and errors included, carries the id |
-//! | `snapshot` | one configuration per request (reload-safe); then the client behind a trusted proxy (`client_ip`) |
+//! | `load_snapshot` | one configuration per request (reload-safe); then the client behind a trusted proxy (`client_ip`) |
 //! | `access_log` | one line + metrics for everything below, errors included |
 //! | `cors` | preflights answered without a token; CORS headers on error responses too |
 //! | `rescue` | the rescue boundary: `GatewayError` → problem+json, nowhere else |
@@ -26,6 +26,7 @@ pub mod context;
 pub mod cors;
 pub mod finish;
 pub mod forward;
+pub mod load_snapshot;
 pub mod policy;
 pub mod request_id;
 pub mod rescue;
@@ -63,7 +64,7 @@ pub fn stack(
 + 'static {
     ServiceBuilder::new()
         .layer(request_id::RequestIdLayer)
-        .layer(snapshot::LoadSnapshotLayer::new(p.live))
+        .layer(load_snapshot::LoadSnapshotLayer::new(p.live))
         .layer(access_log::AccessLogLayer)
         .layer(cors::CorsLayer)
         .layer(rescue::RescueLayer)
