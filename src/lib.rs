@@ -21,6 +21,7 @@ pub mod body;
 pub mod budget;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod cork;
 pub mod demo;
