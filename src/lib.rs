@@ -36,6 +36,7 @@ pub mod server;
 pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;
+pub mod units;
 pub mod upstream;
 
 pub use app::{Bound, Options, bind};
