@@ -21,6 +21,7 @@
 
 pub mod access_log;
 pub mod authn;
+pub mod cache;
 pub mod client_ip;
 pub mod context;
 pub mod cors;
@@ -43,7 +44,7 @@ use tower::{Service, ServiceBuilder};
 
 use crate::auth::verify::Verifier;
 use crate::body::Body;
-use crate::cache::{CacheLayer, ResponseCache};
+use crate::cache::ResponseCache;
 use crate::limits::user::UserLimiter;
 
 /// What the stack is built from.
@@ -73,6 +74,6 @@ pub fn stack(
         .layer(authn::AuthnLayer::new(p.verifier))
         .layer(user_limit::UserLimitLayer::new(p.user_limit))
         .layer(policy::PolicyLayer)
-        .layer(CacheLayer::new(p.cache))
+        .layer(cache::CacheLayer::new(p.cache))
         .service(p.forward)
 }
