@@ -15,11 +15,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use outseta_gateway::Config;
 use outseta_gateway::body::{self, Body};
+use outseta_gateway::cache::ResponseCache;
 use outseta_gateway::cache::entry::own;
 use outseta_gateway::cache::key;
 use outseta_gateway::cache::status::CacheStatus;
-use outseta_gateway::cache::{CacheLayer, ResponseCache};
 use outseta_gateway::error::GatewayError;
+use outseta_gateway::proxy::cache::CacheLayer;
 use outseta_gateway::proxy::context::{Deadline, Matched, Plan, RequestContext};
 use outseta_gateway::proxy::snapshot::Snapshot;
 use outseta_gateway::rules::Credential;
@@ -177,7 +178,7 @@ fn bench_cache(c: &mut Criterion) {
         shape: outseta_gateway::upstream::headers::Shape::new(true, false, false),
     };
     g.bench_function("key: build with a 3-pair query (sorted)", |b| {
-        b.iter(|| key::build(&plan, None).len())
+        b.iter(|| key::build(&plan.path, plan.query.as_deref(), plan.credential, None).len())
     });
 
     // Baseline: a miss that is fetched (stub upstream, no network), buffered and stored.

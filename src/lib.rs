@@ -21,6 +21,7 @@ pub mod body;
 pub mod budget;
 pub mod cache;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod cork;
 pub mod demo;
@@ -35,6 +36,7 @@ pub mod server;
 pub mod shutdown;
 pub mod simulator;
 pub mod telemetry;
+pub mod units;
 pub mod upstream;
 
 pub use app::{Bound, Options, bind};

@@ -18,7 +18,6 @@
 use std::borrow::{Borrow, Cow};
 use std::sync::Arc;
 
-use crate::proxy::context::{Caller, Plan};
 use crate::rules::Credential;
 
 /// A stored key. Cheap to clone (shared by the store, its path index and the lock table).
@@ -52,25 +51,26 @@ pub fn path_of(key: &str) -> &str {
     &key[..end]
 }
 
-/// The key for `plan` made by `caller`. Borrowed (no allocation) for an API-key request
-/// without a query.
-pub fn build<'a>(plan: &'a Plan, caller: Option<&Caller>) -> Cow<'a, str> {
-    if plan.query.is_none() && plan.credential == Credential::ApiKey {
-        return Cow::Borrowed(&plan.path);
+/// The key for the upstream request `path` + `query` sent with `credential`, made by the
+/// caller whose `sub` is given. Borrowed (no allocation) for an API-key request without a query.
+pub fn build<'a>(
+    path: &'a str,
+    query: Option<&str>,
+    credential: Credential,
+    sub: Option<&str>,
+) -> Cow<'a, str> {
+    if query.is_none() && credential == Credential::ApiKey {
+        return Cow::Borrowed(path);
     }
-    let sub = caller.and_then(|c| c.principal.sub().map(|s| &**s));
     let mut key = String::with_capacity(
-        plan.path.len()
-            + plan.query.as_ref().map_or(0, |q| q.len() + 1)
-            + sub.map_or(0, str::len)
-            + 8,
+        path.len() + query.map_or(0, |q| q.len() + 1) + sub.map_or(0, str::len) + 8,
     );
-    key.push_str(&plan.path);
-    if let Some(q) = &plan.query {
+    key.push_str(path);
+    if let Some(q) = query {
         key.push('?');
         push_sorted(&mut key, q);
     }
-    match plan.credential {
+    match credential {
         Credential::ApiKey => {}
         Credential::None => key.push_str("\0none"),
         Credential::User => {
@@ -110,6 +110,16 @@ fn push_sorted(out: &mut String, query: &str) {
 mod tests {
     use super::*;
     use crate::auth::Principal;
+    use crate::proxy::context::{Caller, Plan};
+
+    fn build<'a>(plan: &'a Plan, caller: Option<&Caller>) -> Cow<'a, str> {
+        super::build(
+            &plan.path,
+            plan.query.as_deref(),
+            plan.credential,
+            caller.and_then(|c| c.principal.sub().map(|s| &**s)),
+        )
+    }
     use http::Method;
 
     fn plan(path: &str, query: Option<&str>, credential: Credential) -> Plan {

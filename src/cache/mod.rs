@@ -2,11 +2,13 @@
 //! byte-bounded store, concurrent misses are coalesced into one upstream call, stale entries
 //! cover refreshes and upstream failures, and writes invalidate.
 //!
+//! This module is domain logic and knows nothing of the request stack; the tower layer that
+//! runs the per-request flow is [`crate::proxy::cache`].
+//!
 //! One concern per file:
 //!
 //! | file | concern |
 //! |---|---|
-//! | [`service`] | the tower layer: the per-request flow |
 //! | [`key`] | the cache key (rewritten path + sorted query, plus `sub` for user credentials) |
 //! | [`entry`] | a buffered answer and its weight |
 //! | [`control`] | may an answer be stored (`200`, `Cache-Control`, `Vary`, encoding) |
@@ -29,7 +31,6 @@ pub mod fetch;
 pub mod invalidate;
 pub mod key;
 pub mod lock;
-pub mod service;
 pub mod stale;
 pub mod status;
 pub mod store;
@@ -38,7 +39,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use entry::CACHE_STATUS;
-pub use service::{CacheLayer, CacheService};
 
 /// The cache's shared state: the store and the lock table.
 #[derive(Debug)]

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::error::GatewayError;
-use crate::proxy::context::Trail;
 use crate::telemetry::handles as h;
 use crate::telemetry::metrics as m;
 
@@ -144,9 +143,8 @@ impl CacheStatus {
         }
     }
 
-    /// Counts it and records it in the request's trail. (Misses are counted where the
-    /// upstream call is made, whatever its outcome.)
-    pub fn record(self, rule: &Arc<str>, trail: Option<&Trail>) {
+    /// Counts it. (Misses are counted where the upstream call is made, whatever its outcome.)
+    pub fn count(self, rule: &Arc<str>) {
         let counted = match self {
             Self::Hit { .. } => Some((m::CACHE_HITS, "")),
             Self::Stored => Some((m::CACHE_STORED, "")),
@@ -159,9 +157,6 @@ impl CacheStatus {
             h::CACHE
                 .get((h::Label(name), h::RuleKey(rule.clone()), h::Label(reason)))
                 .increment(1);
-        }
-        if let Some(t) = trail {
-            t.update(|t| t.cache = Some(self.label()));
         }
     }
 }

@@ -11,10 +11,11 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use tower::{Layer, ServiceExt, service_fn};
 
-use super::{CACHE_STATUS, CacheLayer, ResponseCache};
+use super::{CACHE_STATUS, ResponseCache};
 use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::GatewayError;
+use crate::proxy::cache::CacheLayer;
 use crate::proxy::context::{Deadline, Matched, Plan, RequestContext};
 use crate::proxy::snapshot::Snapshot;
 use crate::rules::Credential;

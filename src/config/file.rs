@@ -5,8 +5,6 @@
 //! until `validate` parses them. Unknown keys are collected by `serde_ignored` in `read`, not
 //! rejected by `deny_unknown_fields`, so that all of them are reported at once.
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,24 +70,7 @@ pub struct CorsSection {
     pub max_age: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-pub struct RuleEntry {
-    pub name: Option<String>,
-    pub methods: Option<Vec<String>>,
-    pub path: Option<String>,
-    pub when: Option<String>,
-    pub auth: Option<String>,
-    pub credential: Option<String>,
-    pub cache: Option<String>,
-    pub query_allow: Option<Vec<String>>,
-    pub query_set: Option<BTreeMap<String, String>>,
-    pub fields_allow: Option<Vec<String>>,
-    pub body_allow: Option<Vec<String>>,
-    pub body_drop: Option<Vec<String>>,
-    pub body_set: Option<BTreeMap<String, String>>,
-    pub response_when: Option<String>,
-    pub invalidates: Option<Vec<String>>,
-}
+pub use crate::rules::entry::RuleEntry;
 
 /// The whole file, each section parsed on its own.
 #[derive(Debug, Default)]

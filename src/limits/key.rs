@@ -6,8 +6,6 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::proxy::context::{Caller, ClientAddr};
-
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UserKey {
     /// An authenticated caller.
@@ -19,10 +17,11 @@ pub enum UserKey {
 }
 
 impl UserKey {
-    pub fn of(caller: Option<&Caller>, addr: Option<&ClientAddr>) -> Self {
-        match (caller.and_then(|c| c.principal.sub().cloned()), addr) {
+    /// The `sub` when there is one, else the client's address.
+    pub fn of(sub: Option<Arc<str>>, ip: Option<IpAddr>) -> Self {
+        match (sub, ip) {
             (Some(sub), _) => Self::Sub(sub),
-            (None, Some(a)) => Self::Ip(a.0.ip()),
+            (None, Some(ip)) => Self::Ip(ip),
             (None, None) => Self::Unknown,
         }
     }
@@ -35,32 +34,15 @@ impl UserKey {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Principal;
-    use std::net::SocketAddr;
 
     #[test]
     fn sub_first_then_ip() {
-        let addr = ClientAddr(SocketAddr::from(([10, 0, 0, 7], 5555)));
-        let anon = Caller {
-            principal: Arc::new(Principal::anonymous()),
-            bearer: None,
-        };
-        let p = Principal {
-            claims: crate::rules::expr::claims_value(&serde_json::json!({"sub": "P1"})),
-            ..Principal::anonymous()
-        };
-        let user = Caller {
-            principal: Arc::new(p),
-            bearer: None,
-        };
+        let ip: IpAddr = [10, 0, 0, 7].into();
         assert_eq!(
-            UserKey::of(Some(&user), Some(&addr)),
+            UserKey::of(Some("P1".into()), Some(ip)),
             UserKey::Sub("P1".into())
         );
-        assert_eq!(
-            UserKey::of(Some(&anon), Some(&addr)),
-            UserKey::Ip([10, 0, 0, 7].into())
-        );
+        assert_eq!(UserKey::of(None, Some(ip)), UserKey::Ip(ip));
         assert_eq!(UserKey::of(None, None), UserKey::Unknown);
         assert!(UserKey::Sub("x".into()).is_authenticated());
     }

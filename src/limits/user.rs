@@ -19,7 +19,7 @@ use http::HeaderValue;
 use super::headers;
 use super::key::UserKey;
 use super::store::BoundedStore;
-use crate::budget::local::TokioClock;
+use crate::clock::TokioClock;
 use crate::config::UserLimit;
 use crate::telemetry::metrics as m;
 

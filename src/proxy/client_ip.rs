@@ -14,7 +14,7 @@
 //! client; an untrusted peer's header is ignored, so a caller cannot pick its own bucket.
 //!
 //! # Position in the stack
-//! Called by [`super::snapshot`] right after the configuration is loaded, before anything
+//! Called by [`super::load_snapshot`] right after the configuration is loaded, before anything
 //! reads [`ClientAddr`].
 
 use std::net::{IpAddr, SocketAddr};

@@ -11,6 +11,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use crate::auth::Principal;
+use crate::limits::key::UserKey;
 use crate::rules::Credential;
 use crate::rules::canon::CanonPath;
 use crate::rules::query::Query;
@@ -23,12 +24,12 @@ use super::snapshot::Snapshot;
 /// layer has run (and in embedded or test use that skips a layer).
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
-    /// The peer. Set by the server's accept loop; `snapshot` replaces it with the client a
+    /// The peer. Set by the server's accept loop; `load_snapshot` replaces it with the client a
     /// trusted proxy names.
     pub client: Option<ClientAddr>,
     /// Set by `request_id`.
     pub request_id: Option<RequestId>,
-    /// The configuration the request is judged by. Set by `snapshot`.
+    /// The configuration the request is judged by. Set by `load_snapshot`.
     pub snapshot: Option<Arc<Snapshot>>,
     /// Set by `access_log`.
     pub trail: Option<Trail>,
@@ -131,6 +132,14 @@ impl ResponseHeaders {
             }
         }
     }
+}
+
+/// Who the request counts against ([`UserKey`]): the caller's `sub`, else the client's IP.
+pub fn user_key(caller: Option<&Caller>, addr: Option<&ClientAddr>) -> UserKey {
+    UserKey::of(
+        caller.and_then(|c| c.principal.sub().cloned()),
+        addr.map(|a| a.0.ip()),
+    )
 }
 
 #[cfg(test)]
@@ -278,5 +287,37 @@ impl Trail {
 pub fn trail<B>(req: &http::Request<B>, f: impl FnOnce(&mut TrailData)) {
     if let Some(t) = context(req).and_then(|c| c.trail.as_ref()) {
         t.update(f);
+    }
+}
+
+#[cfg(test)]
+mod user_key_tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    #[test]
+    fn sub_first_then_ip() {
+        let addr = ClientAddr(SocketAddr::from(([10, 0, 0, 7], 5555)));
+        let anon = Caller {
+            principal: Arc::new(Principal::anonymous()),
+            bearer: None,
+        };
+        let p = Principal {
+            claims: crate::rules::expr::claims_value(&serde_json::json!({"sub": "P1"})),
+            ..Principal::anonymous()
+        };
+        let user = Caller {
+            principal: Arc::new(p),
+            bearer: None,
+        };
+        assert_eq!(
+            user_key(Some(&user), Some(&addr)),
+            UserKey::Sub("P1".into())
+        );
+        assert_eq!(
+            user_key(Some(&anon), Some(&addr)),
+            UserKey::Ip([10, 0, 0, 7].into())
+        );
+        assert_eq!(user_key(None, None), UserKey::Unknown);
     }
 }

@@ -31,7 +31,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use tower::Service;
 
-use super::context::{Caller, Plan, Trail, context_mut};
+use super::context::{Caller, Plan, Trail, context_mut, user_key};
 use super::request_id::X_REQUEST_ID;
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
@@ -39,7 +39,6 @@ use crate::budget::{self, Budget};
 use crate::config::Outseta;
 use crate::config::secrets::ApiCredential;
 use crate::error::GatewayError;
-use crate::limits::key::UserKey;
 use crate::rules::Credential;
 use crate::telemetry::handles as h;
 use crate::upstream::{self, HttpClient, headers};
@@ -172,7 +171,7 @@ impl Service<Request<Body>> for Forward {
             let caller = ext.caller.clone();
             let request_id = ext.request_id.clone();
             let trail = ext.trail.clone();
-            let user = UserKey::of(caller.as_ref(), ext.client.as_ref());
+            let user = user_key(caller.as_ref(), ext.client.as_ref());
             let deadline = ext.deadline.map_or_else(
                 || {
                     budget::later(

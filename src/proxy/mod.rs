@@ -5,7 +5,7 @@
 //! | layer | why here |
 //! |---|---|
 //! | `request_id` | outermost: every response, preflights and errors included, carries the id |
-//! | `snapshot` | one configuration per request (reload-safe); then the client behind a trusted proxy (`client_ip`) |
+//! | `load_snapshot` | one configuration per request (reload-safe); then the client behind a trusted proxy (`client_ip`) |
 //! | `access_log` | one line + metrics for everything below, errors included |
 //! | `cors` | preflights answered without a token; CORS headers on error responses too |
 //! | `rescue` | the rescue boundary: `GatewayError` → problem+json, nowhere else |
@@ -21,11 +21,13 @@
 
 pub mod access_log;
 pub mod authn;
+pub mod cache;
 pub mod client_ip;
 pub mod context;
 pub mod cors;
 pub mod finish;
 pub mod forward;
+pub mod load_snapshot;
 pub mod policy;
 pub mod request_id;
 pub mod rescue;
@@ -42,7 +44,7 @@ use tower::{Service, ServiceBuilder};
 
 use crate::auth::verify::Verifier;
 use crate::body::Body;
-use crate::cache::{CacheLayer, ResponseCache};
+use crate::cache::ResponseCache;
 use crate::limits::user::UserLimiter;
 
 /// What the stack is built from.
@@ -63,7 +65,7 @@ pub fn stack(
 + 'static {
     ServiceBuilder::new()
         .layer(request_id::RequestIdLayer)
-        .layer(snapshot::LoadSnapshotLayer::new(p.live))
+        .layer(load_snapshot::LoadSnapshotLayer::new(p.live))
         .layer(access_log::AccessLogLayer)
         .layer(cors::CorsLayer)
         .layer(rescue::RescueLayer)
@@ -72,6 +74,6 @@ pub fn stack(
         .layer(authn::AuthnLayer::new(p.verifier))
         .layer(user_limit::UserLimitLayer::new(p.user_limit))
         .layer(policy::PolicyLayer)
-        .layer(CacheLayer::new(p.cache))
+        .layer(cache::CacheLayer::new(p.cache))
         .service(p.forward)
 }

@@ -20,11 +20,10 @@ use futures_util::future::{self, Either, Ready};
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::context::context;
+use super::context::{context, user_key};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::limits::headers::{RATELIMIT, RATELIMIT_POLICY};
-use crate::limits::key::UserKey;
 use crate::limits::user::UserLimiter;
 
 #[derive(Debug, Clone)]
@@ -68,7 +67,7 @@ where
 
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let ctx = context(&req);
-        let key = UserKey::of(
+        let key = user_key(
             ctx.and_then(|c| c.caller.as_ref()),
             ctx.and_then(|c| c.client.as_ref()),
         );

@@ -17,6 +17,7 @@
 
 pub mod body;
 pub mod canon;
+pub mod entry;
 pub mod expr;
 pub mod fields;
 pub mod query;
@@ -27,8 +28,8 @@ use std::time::Duration;
 
 use http::Method;
 
-use crate::config::file::RuleEntry;
-use crate::config::types::parse_duration;
+use crate::units::parse_duration;
+use entry::RuleEntry;
 use expr::{Expr, Input, Root, Site};
 use fields::{FieldsError, FieldsPolicy};
 use query::Query;

@@ -7,16 +7,16 @@
 //! included), so a cached body only ever reaches a caller who could have fetched it.
 //!
 //! # Per request
-//! - GET, rule with `cache` on: look up the key ([`super::key`]).
+//! - GET, rule with `cache` on: look up the key ([`crate::cache::key`]).
 //!   - fresh → `hit; ttl=N` (no upstream call);
 //!   - within `stale_while_revalidate` → stale at once, one background refresh through the
 //!     same inner service (so it pays the shared budget like any call);
-//!   - otherwise lead or follow the key's lock ([`super::lock`]); the leader's call is the
-//!     only upstream traffic; its answer is stored if it may be ([`super::control`]) and
+//!   - otherwise lead or follow the key's lock ([`crate::cache::lock`]); the leader's call is the
+//!     only upstream traffic; its answer is stored if it may be ([`crate::cache::control`]) and
 //!     handed to the followers (`fwd=miss; collapsed`); failures, 5xx/429 answers and a
 //!     follower's deadline fall back to a stale entry within `stale_if_error`.
 //! - Any other method: passed through; a 2xx to an unsafe one invalidates
-//!   ([`super::invalidate`]). Responses of cacheable rules get `Cache-Status: …; fwd=bypass`.
+//!   ([`crate::cache::invalidate`]). Responses of cacheable rules get `Cache-Status: …; fwd=bypass`.
 //! - GETs of rules without `cache`: passed through untouched.
 
 use std::sync::Arc;
@@ -27,18 +27,18 @@ use futures_util::future::BoxFuture;
 use http::{Method, Request, Response};
 use tower::{Layer, Service, ServiceExt};
 
-use super::ResponseCache;
-use super::entry::{CACHE_STATUS, Entry};
-use super::fetch::{Fetched, Lifetime, settle};
-use super::invalidate;
-use super::key::{self, CacheKey};
-use super::lock::{Leader, Lock, State};
-use super::stale::{self, Freshness, Windows, classify};
-use super::status::{BypassReason, CacheStatus, StaleReason};
-use super::store::Refused;
+use super::context::{Deadline, RequestContext, Trail, context};
 use crate::body::{self, Body};
+use crate::cache::ResponseCache;
+use crate::cache::entry::{CACHE_STATUS, Entry};
+use crate::cache::fetch::{Fetched, Lifetime, settle};
+use crate::cache::invalidate;
+use crate::cache::key::{self, CacheKey};
+use crate::cache::lock::{Leader, Lock, State};
+use crate::cache::stale::{self, Freshness, Windows, classify};
+use crate::cache::status::{BypassReason, CacheStatus, StaleReason};
+use crate::cache::store::Refused;
 use crate::error::GatewayError;
-use crate::proxy::context::{Deadline, RequestContext, Trail, context};
 use crate::telemetry::metrics as m;
 
 #[derive(Debug, Clone)]
@@ -138,13 +138,13 @@ where
             && rsp.status().is_success()
         {
             // Boxed, like the miss path below: it keeps the hit path's future small.
-            Box::pin(cache.store.invalidate_paths(&targets)).await;
+            Box::pin(cache.store().invalidate_paths(&targets)).await;
         }
         if ttl.is_some() {
             let status = CacheStatus::Bypass(BypassReason::Method);
             rsp.headers_mut()
                 .insert(CACHE_STATUS, status.header_value());
-            status.record(&rule_name, trail.as_ref());
+            record(status, &rule_name, trail.as_ref());
         }
         return Ok(rsp);
     }
@@ -162,15 +162,22 @@ where
         let Some(plan) = &ext.plan else {
             return Err(internal("a plan"));
         };
-        let key = key::build(plan, ext.caller.as_ref());
-        let found = cache.store.get(&key).await;
+        let key = key::build(
+            &plan.path,
+            plan.query.as_deref(),
+            plan.credential,
+            ext.caller
+                .as_ref()
+                .and_then(|c| c.principal.sub().map(|s| &**s)),
+        );
+        let found = cache.store().get(&key).await;
         if let Some(e) = &found
             && let Freshness::Fresh { ttl_left } = classify(e, now, windows)
         {
             let status = CacheStatus::Hit {
                 ttl: ttl_left.as_secs(),
             };
-            status.record(&rule.name, trail.as_ref());
+            record(status, &rule.name, trail.as_ref());
             return Ok(e.respond(status.header_value(), Some(e.age(now))));
         }
         (CacheKey::new(&key), found)
@@ -199,7 +206,7 @@ where
         match classify(&e, now, windows) {
             Freshness::Revalidate => {
                 if e.may_refresh(now)
-                    && let Some(leader) = ctx.cache.locks.try_lead(key.as_str())
+                    && let Some(leader) = ctx.cache.locks().try_lead(key.as_str())
                 {
                     spawn_refresh(ctx.background(), inner, req, leader, key, e.clone());
                 }
@@ -236,7 +243,7 @@ impl Ctx {
     }
 
     fn record(&self, status: CacheStatus) {
-        status.record(&self.rule_name, self.trail.as_ref());
+        record(status, &self.rule_name, self.trail.as_ref());
     }
 
     fn serve_stale(&self, entry: &Entry, reason: StaleReason) -> Response<Body> {
@@ -324,10 +331,10 @@ where
 {
     let stale = stale.as_deref();
     loop {
-        match ctx.cache.locks.lock(key.as_str()) {
+        match ctx.cache.locks().lock(key.as_str()) {
             Lock::Leader(leader) => {
                 // A leader may have stored the key between our lookup and our lock.
-                if let Some(e) = ctx.cache.store.get(key.as_str()).await {
+                if let Some(e) = ctx.cache.store().get(key.as_str()).await {
                     let now = Instant::now();
                     if let Freshness::Fresh { ttl_left } = classify(&e, now, ctx.windows) {
                         leader.finish(e.clone());
@@ -383,10 +390,10 @@ where
     S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
 {
     ctx.count_miss();
-    let since = ctx.cache.store.seq();
+    let since = ctx.cache.store().seq();
     let result = inner.oneshot(req).await;
     let key_len = key.as_str().len();
-    match settle(&ctx.cache.store, key_len, result, ctx.life, ctx.deadline).await {
+    match settle(ctx.cache.store(), key_len, result, ctx.life, ctx.deadline).await {
         Fetched::Failed(e) => {
             publish_failure(leader, &e);
             ctx.failed(e, stale)
@@ -397,7 +404,7 @@ where
         }
         Fetched::Buffered(entry, storable) => {
             let status = match storable {
-                Ok(()) => match ctx.cache.store.insert(key, entry.clone(), since).await {
+                Ok(()) => match ctx.cache.store().insert(key, entry.clone(), since).await {
                     Ok(()) => CacheStatus::Stored,
                     Err(Refused::TooLarge) => CacheStatus::Bypass(BypassReason::TooLarge),
                     Err(Refused::Invalidated) => CacheStatus::Bypass(BypassReason::Invalidated),
@@ -434,13 +441,13 @@ fn spawn_refresh<S>(
     rc.deadline = Some(Deadline(deadline.into()));
     let req = Request::from_parts(parts, body::empty());
     tokio::spawn(async move {
-        let since = ctx.cache.store.seq();
+        let since = ctx.cache.store().seq();
         let result = match tokio::time::timeout_at(deadline.into(), inner.oneshot(req)).await {
             Ok(r) => r,
             Err(_) => Err(GatewayError::UpstreamTimeout),
         };
         let key_len = key.as_str().len();
-        let outcome = match settle(&ctx.cache.store, key_len, result, ctx.life, deadline).await {
+        let outcome = match settle(ctx.cache.store(), key_len, result, ctx.life, deadline).await {
             Fetched::Failed(e) => {
                 publish_failure(leader, &e);
                 "failed"
@@ -453,7 +460,7 @@ fn spawn_refresh<S>(
                 let stored = match storable {
                     Ok(()) => ctx
                         .cache
-                        .store
+                        .store()
                         .insert(key, entry.clone(), since)
                         .await
                         .is_ok(),
@@ -469,4 +476,12 @@ fn spawn_refresh<S>(
         metrics::counter!(m::CACHE_REFRESHES, "rule" => ctx.rule_name.clone(), "result" => outcome)
             .increment(1);
     });
+}
+
+/// Counts `status` and records it in the request's trail (the access line's `cache` label).
+fn record(status: CacheStatus, rule: &Arc<str>, trail: Option<&Trail>) {
+    status.count(rule);
+    if let Some(t) = trail {
+        t.update(|t| t.cache = Some(status.label()));
+    }
 }
