@@ -74,8 +74,9 @@ async fn run(cmd: &str, args: &[String], limit: Duration) -> (i32, String, Strin
     )
 }
 
-#[tokio::test]
-async fn npm_outseta_api_client_through_the_gateway() {
+/// tests/clients when `node` and the pinned npm package are present; else a loud SKIP
+/// (`None`) for the test named `what`.
+fn npm_client(what: &str) -> Option<PathBuf> {
     let clients = Path::new(REPO).join("tests/clients");
     let missing: Vec<String> = [
         tools::need("node", "apt-get install -y nodejs"),
@@ -87,9 +88,14 @@ async fn npm_outseta_api_client_through_the_gateway() {
     .into_iter()
     .flatten()
     .collect();
-    if !tools::available("npm outseta-api-client end to end", &missing) {
+    tools::available(what, &missing).then_some(clients)
+}
+
+#[tokio::test]
+async fn npm_outseta_api_client_through_the_gateway() {
+    let Some(clients) = npm_client("npm outseta-api-client end to end") else {
         return;
-    }
+    };
     let _serial = SERIAL.lock().await;
     let d = start(None).await;
     let alice = user(&d, "alice@example.com");
@@ -199,20 +205,9 @@ async fn npm_outseta_api_client_through_the_gateway() {
 /// package), and logs in as the user it names.
 #[tokio::test]
 async fn the_banners_npm_snippet_runs_as_printed() {
-    let clients = Path::new(REPO).join("tests/clients");
-    let missing: Vec<String> = [
-        tools::need("node", "apt-get install -y nodejs"),
-        tools::need_path(
-            &clients.join("node_modules/outseta-api-client/package.json"),
-            "npm ci --prefix tests/clients",
-        ),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !tools::available("the banner's npm snippet", &missing) {
+    let Some(clients) = npm_client("the banner's npm snippet") else {
         return;
-    }
+    };
     let _serial = SERIAL.lock().await;
     let d = start(None).await;
     let banner = outseta_gateway::demo::banner(&d, "test");
