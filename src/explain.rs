@@ -13,8 +13,8 @@
 //!   and an `Authorization` header upstream is shown as a placeholder.
 //! - The text and the `--json` output are two renderings of the same [`Decision`].
 //! - What `decide` cannot know offline is not judged: signatures and expiry (a token is
-//!   decoded without verification, and says so in `notes`), `response_when` (it needs the
-//!   response), rate limits and the body size limit.
+//!   decoded without verification, and says so in `notes`), `response_when` and `precheck`
+//!   (they need Outseta's answers), rate limits and the body size limit.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -86,6 +86,8 @@ pub struct RuleInfo {
     /// Forced body keys: key → CEL source.
     pub body_set: BTreeMap<String, String>,
     pub response_when: Option<String>,
+    /// The read made before a write: `GET <path template>[?fields=…] → <when>`.
+    pub precheck: Option<String>,
     pub credential: &'static str,
     /// `off`, a TTL such as `1m`, or `default (30s)`.
     pub cache: String,
@@ -279,6 +281,13 @@ fn rule_info(config: &Config, index: usize, rule: &Rule) -> RuleInfo {
             .map(|(k, e)| (k.clone(), e.source().to_string()))
             .collect(),
         response_when: rule.response_when.as_ref().map(|r| r.source().to_string()),
+        precheck: rule.precheck.as_ref().map(|pc| {
+            let fields = pc
+                .fields
+                .as_ref()
+                .map_or_else(String::new, |f| format!("?fields={f}"));
+            format!("GET {}{fields} → {}", pc.path.as_str(), pc.when.source())
+        }),
         credential: rule.credential.as_str(),
         cache: cache_text(config, rule.cache),
     }
@@ -385,6 +394,12 @@ pub fn decide(config: &Config, probe: &Probe) -> Decision {
     if rule.response_when.is_some() {
         d.notes.push(
             "response_when is checked on the response, which explain does not have".to_string(),
+        );
+    }
+    if rule.precheck.is_some() {
+        d.notes.push(
+            "precheck is a read of Outseta made before the write, which explain does not make"
+                .to_string(),
         );
     }
 
@@ -592,6 +607,12 @@ pub fn render_text(d: &Decision) -> String {
         let _ = writeln!(
             out,
             "response_when: {r} (checked on every 2xx response, cache hits included; false → 403)"
+        );
+    }
+    if let Some(r) = &rule.precheck {
+        let _ = writeln!(
+            out,
+            "precheck:    {r} (read before the write; false → 403, nothing written)"
         );
     }
     let _ = writeln!(out, "cache:       {}", rule.cache);

@@ -191,3 +191,86 @@ async fn the_whole_profile_read_can_be_put_back() {
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert!(refused.text().contains("OptInToEmailList"));
 }
+
+/// The simulator's count of `route` answered with `status`.
+async fn sim_count(d: &outseta_gateway::demo::Demo, route: &str, status: &str) -> u64 {
+    get(&format!("{}/__sim/stats", d.simulator), &[])
+        .await
+        .json()["requests"][route][status]
+        .as_u64()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_reply_reaches_only_the_callers_own_case() {
+    const REPLY: &str = "POST /api/v1/support/cases/{uid}/clientresponse/{comment}";
+    let d = start(None).await;
+    let gw = d.gateway_url();
+    let alice = bearer(&user(&d, "alice@example.com").token);
+    let carol = bearer(&user(&d, "carol@example.com").token);
+    let cases = get(
+        &format!("{gw}/api/v1/support/cases"),
+        &[("authorization", &alice)],
+    )
+    .await;
+    assert_eq!(cases.status, 200, "{}", cases.text());
+    let case = items(&cases.json())[0]["Uid"].as_str().unwrap().to_string();
+    let read_case = || {
+        let (gw, alice, case) = (gw.clone(), alice.clone(), case.clone());
+        async move {
+            let r = get(
+                &format!("{gw}/api/v1/support/cases/{case}"),
+                &[("authorization", &alice)],
+            )
+            .await;
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()
+        }
+    };
+    let before = read_case().await;
+    let reply = |auth: String, target: String| {
+        let gw = gw.clone();
+        async move {
+            send(
+                "POST",
+                &format!("{gw}/api/v1/support/cases/{target}"),
+                &[("authorization", &auth)],
+                "",
+            )
+            .await
+        }
+    };
+
+    // Someone else's case: refused after the precheck, and nothing is posted.
+    let other = reply(carol.clone(), format!("{case}/clientresponse/hijack")).await;
+    assert_eq!(other.status, 403, "{}", other.text());
+    assert!(other.text().contains("precheck"), "{}", other.text());
+    assert_eq!(sim_count(&d, REPLY, "200").await, 0);
+    // A case that does not exist: Outseta's 404 from the precheck, nothing posted.
+    let missing = reply(alice.clone(), "NoSuchCs/clientresponse/hello".into()).await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+    // A query is not part of a reply.
+    let query = reply(
+        alice.clone(),
+        format!("{case}/clientresponse/hi?FromPerson=x"),
+    )
+    .await;
+    assert_eq!(query.status, 403, "{}", query.text());
+    assert_eq!(
+        sim_count(&d, REPLY, "200").await + sim_count(&d, REPLY, "404").await,
+        0
+    );
+
+    // The caller's own case: posted once, and the case now carries the reply.
+    let own = reply(
+        alice.clone(),
+        format!("{case}/clientresponse/thanks%20a%20lot"),
+    )
+    .await;
+    assert_eq!(own.status, 200, "{}", own.text());
+    assert_eq!(own.json()["Uid"], case.as_str());
+    assert_eq!(sim_count(&d, REPLY, "200").await, 1);
+    // (the rule reads the case with `fields=*,…`, where references show as null)
+    let after = read_case().await;
+    assert_ne!(after["Updated"], before["Updated"], "{after}");
+}

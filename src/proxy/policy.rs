@@ -11,6 +11,10 @@
 //!   400.
 //! - A body rule buffers the body (bounded by `max_request_body`) and forwards the rewritten
 //!   JSON; a non-JSON or non-object body is 400.
+//! - A rule's `precheck` is a GET made through the layers below (so it takes a budget
+//!   permit like any API-key call) before the write moves on: a non-2xx answer is returned
+//!   as it is, a 2xx whose `when` is false or fails is 403, and in both cases nothing is
+//!   written.
 //! - `response_when` buffers 2xx responses (bounded by [`MAX_INSPECTED_RESPONSE`]) and
 //!   answers 403 without any of the upstream body when it does not hold. Non-2xx responses
 //!   are Outseta's own errors and pass through unchanged.
@@ -18,10 +22,10 @@
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use http::{Request, Response, header};
-use tower::{Layer, Service};
+use http::{Method, Request, Response, header};
+use tower::{Layer, Service, ServiceExt};
 
-use super::context::{Plan, RequestContext, context_mut};
+use super::context::{Matched, Plan, RequestContext, context_mut};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::rules::expr::Input;
@@ -72,7 +76,7 @@ where
 
 async fn apply<S>(mut inner: S, mut req: Request<Body>) -> Result<Response<Body>, GatewayError>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Clone,
 {
     // Taken out and put back before the request moves on (the cache reads it), not copied.
     let ctx = context_mut(&mut req);
@@ -119,6 +123,25 @@ where
     } else {
         body
     };
+    let claim = |n: &str| caller.principal.claims.string(n);
+    if let Some(target) = rule.precheck_target(&matched.params, &claim) {
+        let (path, query) = target.map_err(GatewayError::Forbidden)?;
+        let read = precheck_request(&parts, &matched, rule, path, query);
+        let rsp = inner.clone().oneshot(read).await?;
+        if !rsp.status().is_success() {
+            // Outseta's own answer about the target (e.g. 404): nothing is written.
+            return Ok(rsp);
+        }
+        let (_, _, json) = read_judged(rsp).await?;
+        let judged = json
+            .map_err(|error| Denial::PrecheckError {
+                rule: rule.name.clone(),
+                error,
+            })
+            .and_then(|json| rule.check_precheck(rules.root(), &input, &json));
+        judged.map_err(GatewayError::Forbidden)?;
+    }
+
     let cache_on = rule.cache_ttl(snapshot.config.cache.ttl).is_some();
     let ctx = parts.extensions.get_or_insert_default::<RequestContext>();
     ctx.plan = Some(Plan {
@@ -149,6 +172,34 @@ where
         query: &query,
         method: method.as_str(),
     };
+    let deny = |d: Denial| {
+        metrics::counter!(m::RESPONSE_DENIED, "rule" => rule.name.to_string()).increment(1);
+        GatewayError::Forbidden(d)
+    };
+    let (parts, bytes, json) = read_judged(rsp).await?;
+    let json = json.map_err(|error| {
+        deny(Denial::ResponseError {
+            rule: rule.name.clone(),
+            error,
+        })
+    })?;
+    rule.check_response(rules.root(), &input, &json)
+        .map_err(deny)?;
+    Ok(Response::from_parts(parts, body::full(bytes)))
+}
+
+/// Reads an answer the gateway judges (at most [`MAX_INSPECTED_RESPONSE`]) and parses it:
+/// its parts, its bytes, and its JSON or why it is not JSON (compressed or unparsable).
+async fn read_judged(
+    rsp: Response<Body>,
+) -> Result<
+    (
+        http::response::Parts,
+        bytes::Bytes,
+        Result<serde_json::Value, String>,
+    ),
+    GatewayError,
+> {
     let (parts, body) = rsp.into_parts();
     let bytes = body::collect_limited(body, MAX_INSPECTED_RESPONSE)
         .await
@@ -160,24 +211,47 @@ where
                 GatewayError::UpstreamUnavailable("the response could not be read".into())
             }
         })?;
-    let deny = |d: Denial| {
-        metrics::counter!(m::RESPONSE_DENIED, "rule" => rule.name.to_string()).increment(1);
-        GatewayError::Forbidden(d)
-    };
     let encoded = parts
         .headers
         .get(header::CONTENT_ENCODING)
         .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
-    let json: serde_json::Value = match (encoded, serde_json::from_slice(&bytes)) {
-        (false, Ok(v)) => v,
-        _ => {
-            return Err(deny(Denial::ResponseError {
-                rule: rule.name.clone(),
-                error: "the response is not JSON".into(),
-            }));
-        }
+    let json = match (encoded, serde_json::from_slice(&bytes)) {
+        (false, Ok(v)) => Ok(v),
+        _ => Err("the response is not JSON".to_string()),
     };
-    rule.check_response(rules.root(), &input, &json)
-        .map_err(deny)?;
-    Ok(Response::from_parts(parts, body::full(bytes)))
+    Ok((parts, bytes, json))
+}
+
+/// The precheck's read: a GET of `path?query` with the rule's credential, through the layers
+/// below (the cache passes it through: a write rule caches nothing), carrying the write's
+/// context (caller, deadline, request id) and only the client's trace headers.
+fn precheck_request(
+    write: &http::request::Parts,
+    matched: &Matched,
+    rule: &crate::rules::Rule,
+    path: String,
+    query: Option<String>,
+) -> Request<Body> {
+    let mut ctx = write
+        .extensions
+        .get::<RequestContext>()
+        .cloned()
+        .unwrap_or_default();
+    ctx.matched = Some(matched.clone());
+    ctx.plan = Some(Plan {
+        method: Method::GET,
+        path,
+        query,
+        credential: rule.credential,
+        rule_name: rule.name.clone(),
+        shape: Shape::new(false, true, false),
+    });
+    let mut read = Request::new(body::empty());
+    for name in ["traceparent", "tracestate"] {
+        if let Some(v) = write.headers.get(name) {
+            read.headers_mut().insert(name, v.clone());
+        }
+    }
+    read.extensions_mut().insert(ctx);
+    read
 }

@@ -23,4 +23,14 @@ pub struct RuleEntry {
     pub body_set: Option<BTreeMap<String, String>>,
     pub response_when: Option<String>,
     pub invalidates: Option<Vec<String>>,
+    pub precheck: Option<PrecheckEntry>,
+}
+
+/// `precheck = { path = "…", fields = "…", when = "…" }`: a read made before a write is
+/// forwarded, judged by `when`.
+#[derive(Debug, Default, Deserialize)]
+pub struct PrecheckEntry {
+    pub path: Option<String>,
+    pub fields: Option<String>,
+    pub when: Option<String>,
 }

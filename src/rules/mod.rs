@@ -29,7 +29,7 @@ use std::time::Duration;
 use http::Method;
 
 use crate::units::parse_duration;
-use entry::RuleEntry;
+use entry::{PrecheckEntry, RuleEntry};
 use expr::{Expr, Input, Root, Site};
 use fields::{FieldsError, FieldsPolicy};
 use query::Query;
@@ -93,7 +93,23 @@ pub struct Rule {
     pub body_set: Vec<(String, Expr)>,
     pub response_when: Option<Expr>,
     pub invalidates: Vec<PathTemplate>,
+    /// A read judged before a write is forwarded (e.g. that a support case is the caller's).
+    pub precheck: Option<Precheck>,
     needs: expr::Needs,
+}
+
+/// A read the gateway makes, with the rule's credential, before it forwards a write; the
+/// write goes upstream only if `when` holds over the read's JSON answer. For writes whose
+/// target's owner is only known to Outseta (a reply to a support case), where `response_when`
+/// would come too late: the write would already be made.
+#[derive(Debug)]
+pub struct Precheck {
+    /// Rendered with the request's path parameters and the caller's claims.
+    pub path: PathTemplate,
+    /// Sent as `fields=…` (Outseta's field selection), so the read carries what `when` needs.
+    pub fields: Option<String>,
+    /// Evaluated with `response` bound to the read's answer.
+    pub when: Expr,
 }
 
 /// Why a request (or response) was denied by its rule. Shown to the client as `detail`.
@@ -134,6 +150,14 @@ pub enum Denial {
         rule: Arc<str>,
     },
     ResponseError {
+        rule: Arc<str>,
+        error: String,
+    },
+    /// The precheck's answer does not satisfy its `when`: the write was not forwarded.
+    PrecheckFalse {
+        rule: Arc<str>,
+    },
+    PrecheckError {
         rule: Arc<str>,
         error: String,
     },
@@ -183,6 +207,15 @@ impl std::fmt::Display for Denial {
                     "rule {rule:?}: response check could not be evaluated ({error})"
                 )
             }
+            Self::PrecheckFalse { rule } => {
+                write!(f, "rule {rule:?}: precheck is false (nothing was written)")
+            }
+            Self::PrecheckError { rule, error } => {
+                write!(
+                    f,
+                    "rule {rule:?}: precheck could not be evaluated ({error}; nothing was written)"
+                )
+            }
         }
     }
 }
@@ -196,6 +229,100 @@ pub enum BodyOutcome {
 }
 
 const TOKEN_PREFIXES: &[&[&str]] = &[&["api", "v1", "tokens"], &["tokens"]];
+
+/// Compiles a rule's `precheck`, pushing every problem; `params` are the names `path` captures.
+fn compile_precheck(
+    entry: &PrecheckEntry,
+    params: &[&str],
+    methods: &[Method],
+    p: &mut dyn FnMut(String),
+) -> Option<Precheck> {
+    let problem = |p: &mut dyn FnMut(String), msg: String| p(format!("`precheck`: {msg}"));
+    let mut ok = true;
+    let safe = |m: &Method| {
+        matches!(
+            *m,
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        )
+    };
+    if methods.iter().any(safe) {
+        problem(
+            p,
+            "applies to writes only (judge a read's answer with `response_when`)".into(),
+        );
+        ok = false;
+    }
+    let path = match entry.path.as_deref() {
+        None => {
+            problem(p, "missing `path`".into());
+            None
+        }
+        Some(t) => match PathTemplate::parse_rendered(t) {
+            Ok(tpl) => {
+                if let Some(missing) = tpl.param_names().find(|n| !params.contains(n)) {
+                    problem(
+                        p,
+                        format!(
+                            "{t:?} uses {{{missing}}}, which the rule's `path` does not capture"
+                        ),
+                    );
+                    None
+                } else if TOKEN_PREFIXES.iter().any(|pre| tpl.may_match_under(pre)) {
+                    problem(p, format!("{t:?} can match /api/v1/tokens*"));
+                    None
+                } else {
+                    Some(tpl)
+                }
+            }
+            Err(e) => {
+                problem(p, e);
+                None
+            }
+        },
+    };
+    let fields = match entry.fields.as_deref().map(str::trim) {
+        None => None,
+        Some(f)
+            if !f.is_empty()
+                && f.split(',').all(|path| {
+                    !path.is_empty()
+                        && path.split('.').all(|seg| {
+                            !seg.is_empty()
+                                && seg
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'*')
+                        })
+                }) =>
+        {
+            Some(f.to_string())
+        }
+        Some(f) => {
+            problem(
+                p,
+                format!("`fields` {f:?} is not a comma-separated list of field paths"),
+            );
+            ok = false;
+            None
+        }
+    };
+    let when = match entry.when.as_deref() {
+        None => {
+            problem(p, "missing `when`".into());
+            None
+        }
+        Some(src) => match Expr::compile(src, Site::Response, params) {
+            Ok(e) => Some(e),
+            Err(e) => {
+                problem(p, format!("`when`: {e}"));
+                None
+            }
+        },
+    };
+    match (ok, path, when) {
+        (true, Some(path), Some(when)) => Some(Precheck { path, fields, when }),
+        _ => None,
+    }
+}
 
 impl Rule {
     /// Compiles one `[[rule]]`; pushes every problem (prefixed with `label`) and returns
@@ -410,6 +537,11 @@ impl Rule {
             }
         }
 
+        let precheck = entry
+            .precheck
+            .as_ref()
+            .and_then(|pc| compile_precheck(pc, &params, &methods, &mut p));
+
         if credential == Credential::ApiKey
             && let Some(t) = &template
             && TOKEN_PREFIXES.iter().any(|pre| t.may_match_under(pre))
@@ -427,12 +559,14 @@ impl Rule {
         let uses_path = when
             .iter()
             .chain(response_when.iter())
+            .chain(precheck.iter().map(|pc| &pc.when))
             .chain(query_set.iter().map(|(_, e)| e))
             .chain(body_set.iter().map(|(_, e)| e))
             .any(|e| e.uses_path);
         let uses_query = when
             .iter()
             .chain(response_when.iter())
+            .chain(precheck.iter().map(|pc| &pc.when))
             .chain(query_set.iter().map(|(_, e)| e))
             .chain(body_set.iter().map(|(_, e)| e))
             .any(|e| e.uses_query);
@@ -452,6 +586,7 @@ impl Rule {
             body_set,
             response_when,
             invalidates,
+            precheck,
             needs: expr::Needs {
                 path: uses_path,
                 query: uses_query,
@@ -622,6 +757,53 @@ impl Rule {
                 rule: self.name.clone(),
             }),
             Err(error) => Err(Denial::ResponseError {
+                rule: self.name.clone(),
+                error,
+            }),
+        }
+    }
+
+    /// The precheck's read for this request: its path (rendered with the path parameters
+    /// and the caller's claims) and query. `None` without a precheck; `Err` when the path
+    /// names a claim the caller does not have.
+    pub fn precheck_target<'a>(
+        &'a self,
+        params: &'a Params,
+        claim: &dyn Fn(&str) -> Option<&'a str>,
+    ) -> Option<Result<(String, Option<String>), Denial>> {
+        let pc = self.precheck.as_ref()?;
+        let query = pc.fields.as_ref().map(|f| {
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("fields", f)
+                .finish()
+        });
+        Some(match pc.path.render(params, claim) {
+            Some(path) => Ok((path, query)),
+            None => Err(Denial::PrecheckError {
+                rule: self.name.clone(),
+                error: "its path names a claim the token does not carry".into(),
+            }),
+        })
+    }
+
+    /// Evaluates the precheck's `when` over its read's JSON answer.
+    pub fn check_precheck(
+        &self,
+        root: &Root,
+        input: &Input<'_>,
+        response: &serde_json::Value,
+    ) -> Result<(), Denial> {
+        let Some(pc) = &self.precheck else {
+            return Ok(());
+        };
+        match root.with_scope(input, self.needs, Some(response), |scope| {
+            pc.when.eval_bool(scope)
+        }) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Denial::PrecheckFalse {
+                rule: self.name.clone(),
+            }),
+            Err(error) => Err(Denial::PrecheckError {
                 rule: self.name.clone(),
                 error,
             }),

@@ -333,3 +333,111 @@ mod default_rules_fields {
         }
     }
 }
+
+#[test]
+fn precheck_renders_its_read_and_judges_the_answer() {
+    let rs = Config::from_toml(
+        r#"
+[outseta]
+domain = "x.outseta.com"
+
+[[rule]]
+name = "reply"
+methods = ["POST"]
+path = "/api/v1/support/cases/{uid}/clientresponse/{comment}"
+precheck = { path = "/api/v1/support/cases/{uid}", fields = "Uid,FromPerson.Uid", when = "response.FromPerson.Uid == claims.sub" }
+"#,
+        "t",
+    )
+    .unwrap()
+    .rules;
+    let path = canonicalize("/api/v1/support/cases/C1/clientresponse/hi").unwrap();
+    let (i, params) = rs.find(&Method::POST, &path).unwrap();
+    let rule = rs.rule(i).unwrap();
+    let c = claims();
+    let claim = |n: &str| c.string(n);
+    let (read, query) = rule.precheck_target(&params, &claim).unwrap().unwrap();
+    assert_eq!(read, "/api/v1/support/cases/C1");
+    assert_eq!(query.as_deref(), Some("fields=Uid%2CFromPerson.Uid"));
+    let q = Query::default();
+    let input = Input {
+        claims: &c,
+        params: &params,
+        query: &q,
+        method: "POST",
+    };
+    let mine = serde_json::json!({"Uid": "C1", "FromPerson": {"Uid": "me"}});
+    let theirs = serde_json::json!({"Uid": "C1", "FromPerson": {"Uid": "you"}});
+    assert_eq!(rule.check_precheck(rs.root(), &input, &mine), Ok(()));
+    assert!(matches!(
+        rule.check_precheck(rs.root(), &input, &theirs),
+        Err(Denial::PrecheckFalse { .. })
+    ));
+    assert!(matches!(
+        rule.check_precheck(rs.root(), &input, &serde_json::json!([])),
+        Err(Denial::PrecheckError { .. })
+    ));
+    // a rule without one reads nothing
+    let other = set();
+    let (j, p) = other
+        .find(
+            &Method::POST,
+            &canonicalize("/api/v1/support/cases").unwrap(),
+        )
+        .unwrap();
+    assert!(other.rule(j).unwrap().precheck_target(&p, &claim).is_none());
+}
+
+#[test]
+fn precheck_mistakes_are_refused_at_load() {
+    let load = |pre: &str, methods: &str| {
+        Config::from_toml(
+            &format!(
+                r#"
+[outseta]
+domain = "x.outseta.com"
+
+[[rule]]
+name = "r"
+methods = {methods}
+path = "/api/v1/support/cases/{{uid}}/clientresponse/{{comment}}"
+precheck = {pre}
+"#
+            ),
+            "t",
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default()
+    };
+    let ok = r#"{ path = "/api/v1/support/cases/{uid}", when = "response.FromPerson.Uid == claims.sub" }"#;
+    assert_eq!(load(ok, r#"["POST"]"#), "");
+    assert!(load(ok, r#"["GET", "POST"]"#).contains("writes only"));
+    for (bad, says) in [
+        (r#"{ when = "true" }"#, "missing `path`"),
+        (
+            r#"{ path = "/api/v1/support/cases/{uid}" }"#,
+            "missing `when`",
+        ),
+        (
+            r#"{ path = "/api/v1/support/cases/{other}", when = "true" }"#,
+            "{other}",
+        ),
+        (
+            r#"{ path = "/api/v1/tokens", when = "true" }"#,
+            "/api/v1/tokens",
+        ),
+        (
+            r#"{ path = "/api/v1/support/cases/{uid}", fields = "a,,b", when = "true" }"#,
+            "`fields`",
+        ),
+        (
+            r#"{ path = "/api/v1/support/cases/{uid}", when = "nope.x" }"#,
+            "`when`",
+        ),
+        (r#"{ path = "/x", when = "true", extra = 1 }"#, "extra"),
+    ] {
+        let e = load(bad, r#"["POST"]"#);
+        assert!(e.contains("precheck") && e.contains(says), "{bad}: {e}");
+    }
+}

@@ -48,7 +48,8 @@ impl Caller {
 pub struct Call<'a> {
     pub route: RouteId,
     pub method: &'a str,
-    pub param: Option<&'a str>,
+    /// The path's `{param}` captures, in template order.
+    pub captures: &'a [String],
     pub params: Params,
     pub caller: Caller,
     pub content_type: Option<&'a str>,
@@ -56,7 +57,7 @@ pub struct Call<'a> {
 }
 
 pub fn dispatch(state: &State, call: &Call<'_>) -> Response<Body> {
-    let uid = call.param.unwrap_or("");
+    let uid = call.captures.first().map_or("", String::as_str);
     match (call.route, call.method) {
         (RouteId::Jwks, _) => jwks(state),
         (RouteId::Tokens, _) => token(state, call),
@@ -89,6 +90,10 @@ pub fn dispatch(state: &State, call: &Call<'_>) -> Response<Body> {
         (RouteId::Cases, "POST") => create_case(state, call),
         (RouteId::Cases, _) => list(state, Kind::Case, &call.params, |_| true),
         (RouteId::Case, _) => get(state, Kind::Case, uid, &call.params),
+        (RouteId::CaseClientResponse, _) => {
+            let comment = call.captures.get(1).map_or("", String::as_str);
+            client_response(state, uid, comment, call)
+        }
     }
 }
 
@@ -241,6 +246,18 @@ fn password(state: &State, call: &Call<'_>) -> Response<Body> {
     match writes::change_password(&mut store, sub, &body) {
         Ok(()) => respond::empty_ok(),
         Err(e) => write_error(&store, Kind::Person, sub, e),
+    }
+}
+
+/// A reply from the person who opened the case, the comment in the path; answers the case.
+fn client_response(state: &State, uid: &str, comment: &str, call: &Call<'_>) -> Response<Body> {
+    let mut store = state.write();
+    match writes::client_response(&mut store, uid, comment) {
+        Ok(()) => match store.get_kind(Kind::Case, uid) {
+            Some(e) => respond::ok(&render(&store, e, &query::fields_of(&call.params))),
+            None => respond::entity_not_found("Case", uid),
+        },
+        Err(e) => write_error(&store, Kind::Case, uid, e),
     }
 }
 

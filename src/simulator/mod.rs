@@ -11,7 +11,7 @@
 //! | `GET`/`PUT /api/v1/profile`, `PUT /api/v1/profile/password` | the user's bearer token only |
 //! | `GET /api/v1/billing/plans[/{uid}]`, `GET /api/v1/billing/planfamilies[/{uid}]` | none |
 //! | `GET /api/v1/billing/subscriptions`, `GET /api/v1/billing/invoices` | the API key (everything) or a bearer token (auto-scoped to the caller, as Outseta does) |
-//! | `GET`/`PUT /api/v1/crm/people/{uid}`, `GET /api/v1/crm/people`, same for `crm/accounts`; `GET /api/v1/billing/subscriptions/{uid}`, `GET /api/v1/billing/invoices/{uid}`, `GET /api/v1/billing/transactions/{accountUid}`; `GET`/`POST /api/v1/support/cases`, `GET /api/v1/support/cases/{uid}` | the API key only; a bearer token is 401 (a choice: Outseta's behaviour for bearers there is undocumented) |
+//! | `GET`/`PUT /api/v1/crm/people/{uid}`, `GET /api/v1/crm/people`, same for `crm/accounts`; `GET /api/v1/billing/subscriptions/{uid}`, `GET /api/v1/billing/invoices/{uid}`, `GET /api/v1/billing/transactions/{accountUid}`; `GET`/`POST /api/v1/support/cases`, `GET /api/v1/support/cases/{uid}`, `POST /api/v1/support/cases/{uid}/clientresponse/{comment}` (the opener's reply: the case is answered, with the reply as its `LastCaseHistory`) | the API key only; a bearer token is 401 (a choice: Outseta's behaviour for bearers there is undocumented) |
 //! | `GET /__sim/stats` (counts, 429s, API-key arrival times), `POST /__sim/reset-stats` | none; not counted, not delayed |
 //!
 //! # Guarantees

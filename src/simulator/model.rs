@@ -197,6 +197,14 @@ const TRANSACTION: &[(&str, Prop)] = &[
     ("IsElectronicTransaction", S),
 ];
 
+/// The simulator's own shape (Outseta does not document a case history's fields).
+const CASE_HISTORY: &[(&str, Prop)] = &[
+    ("Case", One(K::Case)),
+    ("Comment", S),
+    ("Type", S),
+    ("AgentName", S),
+];
+
 const CASE: &[(&str, Prop)] = &[
     ("SubmittedDateTime", S),
     ("FromPerson", One(K::Person)),
@@ -248,6 +256,7 @@ impl Kind {
             K::InvoiceLineItem => INVOICE_LINE_ITEM,
             K::Transaction => TRANSACTION,
             K::Case => CASE,
+            K::CaseHistory => CASE_HISTORY,
             _ => &[],
         }
     }

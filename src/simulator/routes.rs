@@ -3,7 +3,7 @@
 //! # Guarantees
 //! - Literal segments match case-insensitively and one trailing `/` is ignored, as ASP.NET
 //!   routing does (`/API/V1/CRM/People/` is `/api/v1/crm/people`).
-//! - `{param}` captures one non-empty segment, percent-decoded.
+//! - `{param}` captures one non-empty segment, percent-decoded (every capture, in order).
 //! - A known path with another method is 405; anything else is 404.
 //! - The set of templates is fixed, so per-template statistics stay bounded.
 
@@ -30,6 +30,7 @@ pub enum RouteId {
     Transactions,
     Cases,
     Case,
+    CaseClientResponse,
 }
 
 /// Who may call a route.
@@ -144,35 +145,42 @@ pub static ROUTES: &[Route] = &[
     ),
     r(R::Cases, "/api/v1/support/cases", &["GET", "POST"], ApiKey),
     r(R::Case, "/api/v1/support/cases/{uid}", &["GET"], ApiKey),
+    r(
+        R::CaseClientResponse,
+        "/api/v1/support/cases/{uid}/clientresponse/{comment}",
+        &["POST"],
+        ApiKey,
+    ),
 ];
 
 #[derive(Debug)]
 pub enum Resolved {
     Found {
         route: &'static Route,
-        param: Option<String>,
+        /// The `{param}` captures, in template order.
+        params: Vec<String>,
     },
     MethodNotAllowed(&'static Route),
     NotFound,
 }
 
-fn match_path(template: &str, path: &str) -> Option<Option<String>> {
+fn match_path(template: &str, path: &str) -> Option<Vec<String>> {
     let path = path
         .strip_suffix('/')
         .filter(|p| !p.is_empty())
         .unwrap_or(path);
-    let mut param = None;
+    let mut params = Vec::new();
     let mut t = template.split('/');
     let mut p = path.split('/');
     loop {
         match (t.next(), p.next()) {
-            (None, None) => return Some(param),
+            (None, None) => return Some(params),
             (Some(ts), Some(ps)) => {
                 if ts.starts_with('{') {
                     if ps.is_empty() {
                         return None;
                     }
-                    param = Some(percent_decode_str(ps).decode_utf8_lossy().into_owned());
+                    params.push(percent_decode_str(ps).decode_utf8_lossy().into_owned());
                 } else if !ts.eq_ignore_ascii_case(ps) {
                     return None;
                 }
@@ -185,9 +193,9 @@ fn match_path(template: &str, path: &str) -> Option<Option<String>> {
 pub fn resolve(method: &str, path: &str) -> Resolved {
     let mut wrong_method = None;
     for route in ROUTES {
-        if let Some(param) = match_path(route.template, path) {
+        if let Some(params) = match_path(route.template, path) {
             if route.methods.contains(&method) {
-                return Resolved::Found { route, param };
+                return Resolved::Found { route, params };
             }
             wrong_method.get_or_insert(route);
         }
@@ -204,7 +212,7 @@ mod tests {
 
     fn found(method: &str, path: &str) -> Option<(RouteId, Option<String>)> {
         match resolve(method, path) {
-            Resolved::Found { route, param } => Some((route.id, param)),
+            Resolved::Found { route, params } => Some((route.id, params.first().cloned())),
             _ => None,
         }
     }
@@ -235,5 +243,19 @@ mod tests {
             Resolved::NotFound
         ));
         assert!(matches!(resolve("GET", "/"), Resolved::NotFound));
+    }
+
+    #[test]
+    fn every_capture_in_template_order() {
+        match resolve(
+            "POST",
+            "/api/v1/support/cases/C1/clientresponse/thanks%20a%20lot",
+        ) {
+            Resolved::Found { route, params } => {
+                assert_eq!(route.id, R::CaseClientResponse);
+                assert_eq!(params, ["C1", "thanks a lot"]);
+            }
+            _ => panic!("no route"),
+        }
     }
 }

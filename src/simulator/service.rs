@@ -57,9 +57,9 @@ async fn process(state: &State, req: Request<Body>) -> (Response<Body>, String) 
             respond::method_not_allowed(req.method().as_str()),
             format!("{m} {}", route.template),
         ),
-        Resolved::Found { route, param } => {
+        Resolved::Found { route, params } => {
             let key = format!("{m} {}", route.template);
-            (endpoint(state, route, param, req).await, key)
+            (endpoint(state, route, &params, req).await, key)
         }
     }
 }
@@ -89,7 +89,7 @@ fn authenticate(state: &State, access: Access, cred: &Credential) -> Result<Call
 async fn endpoint(
     state: &State,
     route: &'static routes::Route,
-    param: Option<String>,
+    captures: &[String],
     req: Request<Body>,
 ) -> Response<Body> {
     let cred = auth::parse(req.headers(), &state.api);
@@ -124,7 +124,7 @@ async fn endpoint(
     let call = Call {
         route: route.id,
         method: parts.method.as_str(),
-        param: param.as_deref(),
+        captures,
         params: Params::parse(parts.uri.query()),
         caller,
         content_type,

@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use super::model::{Entity, Kind};
+use super::model::{Entity, Kind, Link};
 use super::seed::full_name;
 use super::store::{self, Store};
 
@@ -304,11 +304,72 @@ pub fn create_case(store: &mut Store, body: &Map<String, Value>) -> Result<Strin
     Ok(uid)
 }
 
+/// The case's opener replies (Outseta's `POST …/clientresponse/{comment}`): a `CaseHistory`
+/// with the comment joins the case, becomes its `LastCaseHistory`, and the case is open again
+/// (Status 1). The history's shape is the simulator's choice: Outseta does not document it.
+pub fn client_response(store: &mut Store, case_uid: &str, comment: &str) -> Result<(), WriteError> {
+    let Some(case) = store.get_kind(Kind::Case, case_uid).cloned() else {
+        return Err(WriteError::NotFound);
+    };
+    if comment.trim().is_empty() {
+        return Err(WriteError::Invalid(
+            Box::new(case),
+            vec![FieldError::new("Comment", "The Comment field is required.")],
+        ));
+    }
+    let now = store::now();
+    let Some(uid) = store.next_created_uid(Kind::CaseHistory) else {
+        return Err(WriteError::Invalid(
+            Box::new(case),
+            vec![FieldError::new(
+                "Uid",
+                format!(
+                    "The simulator stores at most {} created entities.",
+                    store::MAX_CREATED
+                ),
+            )],
+        ));
+    };
+    let history = Entity::new(Kind::CaseHistory, &uid, &now)
+        .with_one("Case", Some(case_uid))
+        .with("Comment", Value::String(comment.to_owned()))
+        .with("Type", Value::from(2))
+        .with("AgentName", Value::Null);
+    store.insert(history);
+    if let Some(case) = store.get_mut(case_uid) {
+        case.push_many("CaseHistories", &uid);
+        case.links.insert("LastCaseHistory", Link::One(Some(uid)));
+        case.values.insert("Status", Value::from(1));
+        case.values.insert("Updated", Value::String(now));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::simulator::seed;
     use serde_json::json;
+
+    #[test]
+    fn a_client_response_joins_the_case() {
+        let mut s = seed::store();
+        let case = s.all(Kind::Case)[0].uid.clone();
+        client_response(&mut s, &case, "thanks").unwrap();
+        let c = s.get_kind(Kind::Case, &case).unwrap();
+        let last = c.one("LastCaseHistory").unwrap().to_owned();
+        let h = s.get_kind(Kind::CaseHistory, &last).unwrap();
+        assert_eq!(h.str("Comment"), Some("thanks"));
+        assert_eq!(h.one("Case"), Some(case.as_str()));
+        assert!(matches!(
+            client_response(&mut s, &case, " "),
+            Err(WriteError::Invalid(..))
+        ));
+        assert!(matches!(
+            client_response(&mut s, "nope", "x"),
+            Err(WriteError::NotFound)
+        ));
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().cloned().unwrap()
