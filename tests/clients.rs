@@ -101,6 +101,16 @@ async fn npm_outseta_api_client_through_the_gateway() {
     let alice = user(&d, "alice@example.com");
     let carol = user(&d, "carol@example.com");
     assert_ne!(alice.user.account_uid, carol.user.account_uid);
+    let carol_cases = get(
+        &format!("{}/api/v1/support/cases", d.gateway_url()),
+        &[("authorization", &format!("bearer {}", carol.token))],
+    )
+    .await;
+    assert_eq!(carol_cases.status, 200, "{}", carol_cases.text());
+    let carol_case = carol_cases.json()["items"][0]["Uid"]
+        .as_str()
+        .expect("carol has a case")
+        .to_string();
 
     let started = Instant::now();
     let (code, stdout, stderr) = run(
@@ -111,6 +121,7 @@ async fn npm_outseta_api_client_through_the_gateway() {
             alice.user.email.clone(),
             alice.user.password.clone(),
             carol.user.person_uid.clone(),
+            carol_case.clone(),
         ],
         Duration::from_secs(60),
     )
@@ -151,6 +162,15 @@ async fn npm_outseta_api_client_through_the_gateway() {
         alice.user.account_uid.as_str(),
         "{ctx}"
     );
+    // profile.update with the whole object profile.get read (read-only keys dropped), then
+    // crm.people.get of the same person: fresh, the write invalidated the cached read.
+    assert_eq!(report["profileUpdate"]["firstName"], "Zed", "{ctx}");
+    assert_eq!(report["personAfterUpdate"]["firstName"], "Zed", "{ctx}");
+    // support.cases.addReplyFromClient: on the caller's own case it is posted; on someone
+    // else's the precheck refuses it and nothing is posted.
+    assert_eq!(report["reply"]["ok"], true, "{ctx}");
+    assert_eq!(report["otherReply"]["status"], 403, "{ctx}");
+    assert_eq!(report["otherReply"]["body"]["code"], "forbidden", "{ctx}");
     // Someone else's person: refused by the gateway with its problem+json.
     assert_eq!(report["otherPerson"]["ok"], false, "{ctx}");
     assert_eq!(report["otherPerson"]["status"], 403, "{ctx}");
@@ -159,9 +179,32 @@ async fn npm_outseta_api_client_through_the_gateway() {
     // What Outseta saw: each allowed call once, the refused one never.
     let stats = sim_requests(&d).await;
     assert_eq!(count(&stats, "POST /api/v1/tokens", "200"), 1, "{stats}");
-    assert_eq!(count(&stats, "GET /api/v1/profile", "200"), 1, "{stats}");
+    // (twice: profile.get, and again before the update)
+    assert_eq!(count(&stats, "GET /api/v1/profile", "200"), 2, "{stats}");
+    // (twice: the person read again after the profile update, not served stale)
     assert_eq!(
         count(&stats, "GET /api/v1/crm/people/{uid}", "200"),
+        2,
+        "{stats}"
+    );
+    assert_eq!(count(&stats, "PUT /api/v1/profile", "200"), 1, "{stats}");
+    // carol's list (above) and alice's; one precheck read per reply
+    assert_eq!(
+        count(&stats, "GET /api/v1/support/cases", "200"),
+        2,
+        "{stats}"
+    );
+    assert_eq!(
+        count(&stats, "GET /api/v1/support/cases/{uid}", "200"),
+        2,
+        "{stats}"
+    );
+    assert_eq!(
+        count(
+            &stats,
+            "POST /api/v1/support/cases/{uid}/clientresponse/{comment}",
+            "200"
+        ),
         1,
         "{stats}"
     );
@@ -194,8 +237,8 @@ async fn npm_outseta_api_client_through_the_gateway() {
         .map(|n| n.as_u64().unwrap())
         .sum();
     assert_eq!(
-        all, 7,
-        "only the seven allowed calls reached Outseta: {stats}"
+        all, 15,
+        "only the allowed calls (and one precheck read per reply) reached Outseta: {stats}"
     );
     eprintln!("outseta-api-client (node) run: {elapsed:?}");
     d.shutdown().await;

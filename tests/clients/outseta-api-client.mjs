@@ -4,7 +4,7 @@
 //   - `store.serverAuth = store.userAuth`, so the "admin-style" methods (crm.*) send the
 //     user's `bearer <token>` instead of needing API keys the browser must never have.
 //
-// Usage: node outseta-api-client.mjs <gateway-url> <email> <password> <other-person-uid>
+// Usage: node outseta-api-client.mjs <gateway-url> <email> <password> <other-person-uid> <other-case-uid>
 // Prints one JSON object, one entry per step; exits 0 only if every step did what it should
 // (the refused step must be refused with 403).
 
@@ -13,9 +13,9 @@ import pkg from 'outseta-api-client';
 // The package is CommonJS with `exports.default`.
 const OutsetaApiClient = pkg.default ?? pkg;
 
-const [gateway, email, password, otherUid] = process.argv.slice(2);
-if (!otherUid) {
-  console.error('usage: outseta-api-client.mjs <gateway-url> <email> <password> <other-person-uid>');
+const [gateway, email, password, otherUid, otherCaseUid] = process.argv.slice(2);
+if (!otherCaseUid) {
+  console.error('usage: outseta-api-client.mjs <gateway-url> <email> <password> <other-person-uid> <other-case-uid>');
   process.exit(2);
 }
 
@@ -87,6 +87,36 @@ await step('subscription', async () => {
   const s = await client.billing.subscriptions.get(out.subscriptions.uid);
   return { uid: s.Uid, account: s.Account && s.Account.Uid };
 });
+// GET → change → PUT of the whole object read, then a read of the same person under its
+// other path (cached by the 'person' step): the write invalidated it.
+await step('profileUpdate', async () => {
+  const p = await client.user.profile.get();
+  p.FirstName = 'Zed';
+  const u = await client.user.profile.update(p);
+  return { firstName: u.FirstName };
+});
+await step('personAfterUpdate', async () => {
+  const p = await client.crm.people.get(c.sub);
+  return { uid: p.Uid, firstName: p.FirstName };
+});
+await step('cases', async () => {
+  const l = await client.support.cases.getAll();
+  return { count: l.items.length, uid: l.items[0] && l.items[0].Uid };
+});
+await step('reply', async () => {
+  const r = await client.support.cases.addReplyFromClient({
+    Case: { Uid: out.cases.uid },
+    Comment: 'thanks',
+  });
+  return { uid: r.Uid };
+});
+await step('otherReply', async () => {
+  const r = await client.support.cases.addReplyFromClient({
+    Case: { Uid: otherCaseUid },
+    Comment: 'hijack',
+  });
+  return { uid: r.Uid };
+});
 await step('otherPerson', async () => {
   const p = await client.crm.people.get(otherUid);
   return { uid: p.Uid, email: p.Email };
@@ -101,6 +131,11 @@ const good =
   out.subscriptions.ok && out.subscriptions.count > 0 &&
   out.subscription.ok && out.subscription.uid === out.subscriptions.uid &&
   out.subscription.account === c['outseta:accountUid'] &&
+  out.profileUpdate.ok && out.profileUpdate.firstName === 'Zed' &&
+  out.personAfterUpdate.ok && out.personAfterUpdate.firstName === 'Zed' &&
+  out.cases.ok && out.cases.count > 0 &&
+  out.reply.ok && out.reply.uid === out.cases.uid &&
+  !out.otherReply.ok && out.otherReply.status === 403 &&
   !out.otherPerson.ok && out.otherPerson.status === 403;
 out.good = good;
 console.log(JSON.stringify(out, null, 2));
