@@ -57,7 +57,7 @@ pub struct DemoArgs {
     /// The gateway's address [default: 127.0.0.1:8080, or a free port if that one is busy].
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// A config file to use instead of the built-in copy of config/demo.toml; its [outseta]
+    /// A config file to use instead of the built-in copy of config/demo.toml; its `[outseta]`
     /// values are replaced by the simulator's.
     #[arg(short = 'c', long = "config")]
     pub config: Option<PathBuf>,

@@ -39,7 +39,7 @@ use crate::telemetry::metrics as m;
 
 /// The reservation script. Transcribes [`Gcra::reserve`] and [`Gcra::pause`].
 ///
-/// KEYS[1] the budget key; ARGV: interval µs, tolerance µs, horizon µs, pause µs (0: reserve).
+/// `KEYS[1]` the budget key; ARGV: interval µs, tolerance µs, horizon µs, pause µs (0: reserve).
 /// Returns `{reserved (0|1), wait µs}`. Numbers are written with `%.0f`: Lua would print a
 /// 16-digit microsecond count in exponent form.
 pub const SCRIPT: &str = r"

@@ -1,4 +1,4 @@
-//! Configuration: `gateway.toml` → [`file::FileConfig`] (serde, no logic) → [`validate`]
+//! Configuration: `gateway.toml` → [`file::FileConfig`] (serde, no logic) → `validate`
 //! (every problem collected, rules compiled) → [`Config`] (typed, ready to build from).
 //!
 //! Secrets never come from the file: see [`secrets`].

@@ -1,7 +1,7 @@
 //! Authentication per the matched rule's `auth` mode.
 //!
 //! # Position in the stack
-//! After routing (needs [`Matched`]) and the timeout; before policy.
+//! After routing (needs [`Matched`](super::context::Matched)) and the timeout; before policy.
 //!
 //! - `required`: a valid bearer token or 401 (`missing_token` / `invalid_token`).
 //! - `optional`: verified if sent (a bad one is still 401); absent → anonymous (`claims = {}`).

@@ -2,7 +2,7 @@
 //! serves stale entries, and invalidates after writes.
 //!
 //! # Position in the stack
-//! Between `policy` and `forward`. Policy has judged the caller and written the [`Plan`]
+//! Between `policy` and `forward`. Policy has judged the caller and written the [`Plan`](super::context::Plan)
 //! before any lookup, and runs `response_when` on whatever this layer returns (hits
 //! included), so a cached body only ever reaches a caller who could have fetched it.
 //!

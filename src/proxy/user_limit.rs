@@ -9,7 +9,7 @@
 //!
 //! # Guarantees
 //! - Responses to authenticated requests, errors included, carry `RateLimit-Policy` and
-//!   `RateLimit` (set through [`ResponseHeaders`], applied by the rescue boundary).
+//!   `RateLimit` (set through [`ResponseHeaders`](super::context::ResponseHeaders), applied by the rescue boundary).
 //! - Anonymous callers are limited by IP and get no `RateLimit` fields (a shared address
 //!   would make them meaningless).
 
