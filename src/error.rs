@@ -101,56 +101,116 @@ struct Problem<'a> {
     request_id: &'a str,
 }
 
-/// Marks a response the gateway generated from an error; read by the access log.
-#[derive(Debug, Clone, Copy)]
-pub struct ErrorCode(pub &'static str);
+/// The problem's `code`: a closed set, one per kind of failure. It also marks a response the
+/// gateway generated from an error (a response extension), which is how the access log tells
+/// a refusal from a failure without re-reading the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProblemCode {
+    BadRequest,
+    MissingToken,
+    InvalidToken,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RateLimited,
+    UpstreamBusy,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    Internal,
+}
+
+impl ProblemCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimited => "rate_limited",
+            Self::UpstreamBusy => "upstream_busy",
+            Self::UpstreamUnavailable => "upstream_unavailable",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The client's request was refused (the access log's `deny`), as opposed to the gateway
+    /// or Outseta failing to serve it (`error`).
+    pub fn is_refusal(self) -> bool {
+        match self {
+            Self::BadRequest
+            | Self::MissingToken
+            | Self::InvalidToken
+            | Self::Forbidden
+            | Self::NotFound
+            | Self::PayloadTooLarge
+            | Self::RateLimited => true,
+            Self::UpstreamBusy
+            | Self::UpstreamUnavailable
+            | Self::UpstreamTimeout
+            | Self::Internal => false,
+        }
+    }
+}
 
 impl GatewayError {
     /// `(status, code, title)` — pinned by the table test below.
-    pub fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    pub fn parts(&self) -> (StatusCode, ProblemCode, &'static str) {
         match self {
-            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request", "Bad request"),
-            Self::Unauthorized(AuthError::Missing) => {
-                (StatusCode::UNAUTHORIZED, "missing_token", "Missing token")
-            }
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "invalid_token", "Invalid token"),
+            Self::BadRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                ProblemCode::BadRequest,
+                "Bad request",
+            ),
+            Self::Unauthorized(AuthError::Missing) => (
+                StatusCode::UNAUTHORIZED,
+                ProblemCode::MissingToken,
+                "Missing token",
+            ),
+            Self::Unauthorized(_) => (
+                StatusCode::UNAUTHORIZED,
+                ProblemCode::InvalidToken,
+                "Invalid token",
+            ),
             Self::Forbidden(_) | Self::ForbiddenOrigin => {
-                (StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+                (StatusCode::FORBIDDEN, ProblemCode::Forbidden, "Forbidden")
             }
-            Self::NotFound => (StatusCode::NOT_FOUND, "not_found", "Not found"),
+            Self::NotFound => (StatusCode::NOT_FOUND, ProblemCode::NotFound, "Not found"),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                ProblemCode::PayloadTooLarge,
                 "Payload too large",
             ),
             Self::HeadersTooLarge => (
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "bad_request",
+                ProblemCode::BadRequest,
                 "Request header fields too large",
             ),
             Self::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
+                ProblemCode::RateLimited,
                 "Too many requests",
             ),
             Self::UpstreamBusy { .. } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "upstream_busy",
+                ProblemCode::UpstreamBusy,
                 "Upstream busy",
             ),
             Self::UpstreamUnavailable(_) => (
                 StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
+                ProblemCode::UpstreamUnavailable,
                 "Upstream unavailable",
             ),
             Self::UpstreamTimeout => (
                 StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
+                ProblemCode::UpstreamTimeout,
                 "Upstream timeout",
             ),
             Self::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
+                ProblemCode::Internal,
                 "Internal error",
             ),
         }
@@ -191,7 +251,7 @@ impl GatewayError {
             title,
             status: status.as_u16(),
             detail: &detail,
-            code,
+            code: code.as_str(),
             request_id,
         };
         let json = serde_json::to_vec(&problem).unwrap_or_default();
@@ -221,7 +281,7 @@ impl GatewayError {
             }
             _ => {}
         }
-        rsp.extensions_mut().insert(ErrorCode(code));
+        rsp.extensions_mut().insert(code);
         rsp
     }
 }
@@ -273,7 +333,9 @@ mod tests {
         ];
         for (err, status, code) in cases {
             let (s, c, _) = err.parts();
-            assert_eq!((s.as_u16(), c), (status, code), "{err:?}");
+            assert_eq!((s.as_u16(), c.as_str()), (status, code), "{err:?}");
+            // the access log's deny/error split follows the status class
+            assert_eq!(c.is_refusal(), s.is_client_error(), "{err:?}");
         }
     }
 

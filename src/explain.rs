@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::config::Config;
-use crate::error::GatewayError;
+use crate::error::{GatewayError, ProblemCode};
 use crate::proxy::context::Plan;
 use crate::rules::canon::canonicalize;
 use crate::rules::expr::{Input, claims_value};
@@ -143,7 +143,7 @@ impl Decision {
         let (status, code, _) = e.parts();
         self.decision = Verdict::Deny;
         self.status = Some(status.as_u16());
-        self.code = Some(code);
+        self.code = Some(code.as_str());
         self.detail = Some(e.detail());
     }
 }
@@ -504,7 +504,7 @@ pub fn render_text(d: &Decision) -> String {
         let status = d.status.unwrap_or(0);
         let code = d.code.unwrap_or("");
         let detail = d.detail.as_deref().unwrap_or("");
-        if d.code == Some(GatewayError::BadRequest(String::new()).parts().1) {
+        if d.code == Some(ProblemCode::BadRequest.as_str()) {
             let _ = writeln!(
                 out,
                 "decision:    deny — {status} {code}: {detail} (refused before any rule is tried)"

@@ -70,7 +70,7 @@ pub fn refusal_codes() -> Vec<&'static str> {
         Denial::NoRule.into(),
         GatewayError::NotFound,
     ];
-    errors.iter().map(|e| e.parts().1).collect()
+    errors.iter().map(|e| e.parts().1.as_str()).collect()
 }
 
 /// One validated case.

@@ -20,7 +20,7 @@ use tower::{Layer, Service};
 use super::context::{Decision, Trail, context, context_mut};
 use super::finish::{Finish, Finishing};
 use crate::body::Body;
-use crate::error::ErrorCode;
+use crate::error::ProblemCode;
 use crate::telemetry::handles as h;
 
 #[derive(Debug, Clone, Default)]
@@ -38,17 +38,11 @@ pub struct AccessLog<S> {
     inner: S,
 }
 
-fn decision(code: Option<&'static str>, recorded: Decision) -> Decision {
+fn decision(code: Option<ProblemCode>, recorded: Decision) -> Decision {
     match (recorded, code) {
         (Decision::Preflight, _) => Decision::Preflight,
         (_, None) => Decision::Allow,
-        (
-            _,
-            Some(
-                "forbidden" | "not_found" | "invalid_token" | "missing_token" | "bad_request"
-                | "payload_too_large" | "rate_limited",
-            ),
-        ) => Decision::Deny,
+        (_, Some(c)) if c.is_refusal() => Decision::Deny,
         (_, Some(_)) => Decision::Error,
     }
 }
@@ -128,7 +122,7 @@ impl Finish for Done {
         drop(in_flight);
         let elapsed = start.elapsed();
         let t = trail.take();
-        let code = rsp.extensions().get::<ErrorCode>().map(|c| c.0);
+        let code = rsp.extensions().get::<ProblemCode>().copied();
         let decision = decision(code, t.decision);
         let status = rsp.status().as_u16();
         h::REQUESTS
@@ -151,7 +145,7 @@ impl Finish for Done {
                 sub = t.sub.as_deref().unwrap_or(""),
                 decision = decision.as_str(),
                 status,
-                code = code.unwrap_or(""),
+                code = code.map_or("", ProblemCode::as_str),
                 cache = t.cache.unwrap_or(""),
                 upstream_status = t.upstream_status.unwrap_or(0),
                 upstream_ms = t.upstream_latency.map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0),
