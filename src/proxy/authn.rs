@@ -11,13 +11,11 @@
 //! it (`credential = "user"`).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, Response, header};
-use tower::{Layer, Service};
 
 use super::context::{Caller, context, context_mut, trail};
+use super::step::{Inner, Step, StepLayer};
 use crate::auth::verify::Verifier;
 use crate::auth::{AuthError, Principal, bearer};
 use crate::body::Body;
@@ -25,80 +23,52 @@ use crate::error::GatewayError;
 use crate::rules::{AuthMode, Credential};
 use crate::telemetry::handles as h;
 
+/// The authentication step (through [`StepLayer`]).
 #[derive(Debug, Clone)]
-pub struct AuthnLayer {
+pub struct Authn {
     verifier: Arc<Verifier>,
 }
+
+/// The layer of [`Authn`].
+pub type AuthnLayer = StepLayer<Authn>;
 
 impl AuthnLayer {
     pub fn new(verifier: Arc<Verifier>) -> Self {
-        Self { verifier }
+        StepLayer(Authn { verifier })
     }
 }
 
-impl<S> Layer<S> for AuthnLayer {
-    type Service = Authn<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Authn {
-            inner,
-            verifier: self.verifier.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Authn<S> {
-    inner: S,
-    verifier: Arc<Verifier>,
-}
-
-impl<S> Service<Request<Body>> for Authn<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let verifier = self.verifier.clone();
-        Box::pin(async move {
-            let (mode, credential) = {
-                let ctx = context(&req);
-                let snapshot = ctx.and_then(|c| c.snapshot.as_ref());
-                let matched = ctx.and_then(|c| c.matched.as_ref());
-                match (snapshot, matched) {
-                    (Some(s), Some(mt)) => match s.config.rules.rule(mt.rule) {
-                        Some(r) => (r.auth, r.credential),
-                        None => return Err(GatewayError::Internal("rule missing".into())),
-                    },
-                    _ => return Err(GatewayError::Internal("request not routed".into())),
-                }
-            };
-            let presented = presented(req.headers(), mode, credential);
-            let caller = match authenticate(&verifier, presented, mode).await {
-                Ok(c) => c,
-                Err(e) => {
-                    h::AUTH_FAILURES.get(e.reason()).increment(1);
-                    return Err(e.into());
-                }
-            };
-            if let Some(sub) = caller.principal.sub() {
-                trail(&req, |t| t.sub = Some(sub.clone()));
+impl Step for Authn {
+    async fn run<S: Inner>(
+        self,
+        mut inner: S,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, GatewayError> {
+        let (mode, credential) = {
+            let ctx = context(&req);
+            let snapshot = ctx.and_then(|c| c.snapshot.as_ref());
+            let matched = ctx.and_then(|c| c.matched.as_ref());
+            match (snapshot, matched) {
+                (Some(s), Some(mt)) => match s.config.rules.rule(mt.rule) {
+                    Some(r) => (r.auth, r.credential),
+                    None => return Err(GatewayError::Internal("rule missing".into())),
+                },
+                _ => return Err(GatewayError::Internal("request not routed".into())),
             }
-            context_mut(&mut req).caller = Some(caller);
-            inner.call(req).await
-        })
+        };
+        let presented = presented(req.headers(), mode, credential);
+        let caller = match authenticate(&self.verifier, presented, mode).await {
+            Ok(c) => c,
+            Err(e) => {
+                h::AUTH_FAILURES.get(e.reason()).increment(1);
+                return Err(e.into());
+            }
+        };
+        if let Some(sub) = caller.principal.sub() {
+            trail(&req, |t| t.sub = Some(sub.clone()));
+        }
+        context_mut(&mut req).caller = Some(caller);
+        inner.call(req).await
     }
 }
 

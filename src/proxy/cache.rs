@@ -19,15 +19,15 @@
 //!   ([`crate::cache::invalidate`]). Responses of cacheable rules get `Cache-Status: …; fwd=bypass`.
 //! - GETs of rules without `cache`: passed through untouched.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use futures_util::future::BoxFuture;
 use http::{Method, Request, Response};
-use tower::{Layer, Service, ServiceExt};
+use tower::{Service, ServiceExt};
 
 use super::context::{Deadline, RequestContext, Trail, context};
+use super::step::{Inner, Step, StepLayer};
 use crate::body::{self, Body};
 use crate::cache::ResponseCache;
 use crate::cache::entry::{CACHE_STATUS, Entry};
@@ -41,53 +41,28 @@ use crate::cache::store::Refused;
 use crate::error::GatewayError;
 use crate::telemetry::metrics as m;
 
+/// The cache step (through [`StepLayer`]).
 #[derive(Debug, Clone)]
-pub struct CacheLayer {
+pub struct Cache {
     cache: Arc<ResponseCache>,
 }
+
+/// The layer of [`Cache`].
+pub type CacheLayer = StepLayer<Cache>;
 
 impl CacheLayer {
     pub fn new(cache: Arc<ResponseCache>) -> Self {
-        Self { cache }
+        StepLayer(Cache { cache })
     }
 }
 
-impl<S> Layer<S> for CacheLayer {
-    type Service = CacheService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        CacheService {
-            inner,
-            cache: self.cache.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct CacheService<S> {
-    inner: S,
-    cache: Arc<ResponseCache>,
-}
-
-impl<S> Service<Request<Body>> for CacheService<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(handle(self.cache.clone(), inner, req))
+impl Step for Cache {
+    fn run<S: Inner>(
+        self,
+        inner: S,
+        req: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static {
+        handle(self.cache, inner, req)
     }
 }
 
@@ -95,18 +70,11 @@ fn internal(what: &str) -> GatewayError {
     GatewayError::Internal(format!("cache reached without {what}"))
 }
 
-async fn handle<S>(
+async fn handle<S: Inner>(
     cache: Arc<ResponseCache>,
     inner: S,
     req: Request<Body>,
-) -> Result<Response<Body>, GatewayError>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
+) -> Result<Response<Body>, GatewayError> {
     let Some(ext) = context(&req) else {
         return Err(internal("a request context"));
     };

@@ -33,6 +33,7 @@ pub mod request_id;
 pub mod rescue;
 pub mod route;
 pub mod snapshot;
+pub mod step;
 pub mod timeout;
 pub mod user_limit;
 
@@ -73,7 +74,7 @@ pub fn stack(
         .layer(timeout::RequestTimeoutLayer)
         .layer(authn::AuthnLayer::new(p.verifier))
         .layer(user_limit::UserLimitLayer::new(p.user_limit))
-        .layer(policy::PolicyLayer)
+        .layer(policy::PolicyLayer::new())
         .layer(cache::CacheLayer::new(p.cache))
         .service(p.forward)
 }

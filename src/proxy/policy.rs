@@ -19,13 +19,13 @@
 //!   answers 403 without any of the upstream body when it does not hold. Non-2xx responses
 //!   are Outseta's own errors and pass through unchanged.
 
-use std::task::{Context, Poll};
+use std::future::Future;
 
-use futures_util::future::BoxFuture;
 use http::{Method, Request, Response, header};
-use tower::{Layer, Service, ServiceExt};
+use tower::ServiceExt;
 
 use super::context::{Matched, Plan, RequestContext, context_mut};
+use super::step::{Inner, Step, StepLayer};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::rules::expr::Input;
@@ -36,48 +36,39 @@ use crate::upstream::headers::Shape;
 /// Largest response body `response_when` will read.
 pub const MAX_INSPECTED_RESPONSE: usize = 16 << 20;
 
+/// The policy step (through [`StepLayer`]).
 #[derive(Debug, Clone, Default)]
-pub struct PolicyLayer;
+pub struct Policy;
 
-impl<S> Layer<S> for PolicyLayer {
-    type Service = Policy<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Policy { inner }
+/// The layer of [`Policy`].
+pub type PolicyLayer = StepLayer<Policy>;
+
+impl PolicyLayer {
+    pub fn new() -> Self {
+        StepLayer(Policy)
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Policy<S> {
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for Policy<S>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(apply(inner, req))
+impl Default for PolicyLayer {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
-async fn apply<S>(mut inner: S, mut req: Request<Body>) -> Result<Response<Body>, GatewayError>
-where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Clone,
-{
+impl Step for Policy {
+    fn run<S: Inner>(
+        self,
+        inner: S,
+        req: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static {
+        apply(inner, req)
+    }
+}
+
+async fn apply<S: Inner>(
+    mut inner: S,
+    mut req: Request<Body>,
+) -> Result<Response<Body>, GatewayError> {
     // Taken out and put back before the request moves on (the cache reads it), not copied.
     let ctx = context_mut(&mut req);
     let (Some(snapshot), Some(matched), Some(caller)) =
