@@ -10,33 +10,25 @@
 
 use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Method, Request, Response};
 use metrics::Gauge;
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::context::{Decision, Trail, context, context_mut};
 use super::finish::{Finish, Finishing};
+use super::step::{Around, AroundLayer};
 use crate::body::Body;
 use crate::error::ProblemCode;
 use crate::telemetry::handles as h;
 
+/// The access-log step (through [`AroundLayer`]).
 #[derive(Debug, Clone, Default)]
-pub struct AccessLogLayer;
+pub struct AccessLog;
 
-impl<S> Layer<S> for AccessLogLayer {
-    type Service = AccessLog<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        AccessLog { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct AccessLog<S> {
-    inner: S,
-}
+/// The layer of [`AccessLog`].
+pub type AccessLogLayer = AroundLayer<AccessLog>;
 
 fn decision(code: Option<ProblemCode>, recorded: Decision) -> Decision {
     match (recorded, code) {
@@ -47,19 +39,13 @@ fn decision(code: Option<ProblemCode>, recorded: Decision) -> Decision {
     }
 }
 
-impl<S> Service<Request<Body>> for AccessLog<S>
+impl<S> Around<S> for AccessLog
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    type Response = Response<Body>;
-    type Error = Infallible;
     type Future = Finishing<S::Future, Done>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {
         let start = Instant::now();
         let trail = Trail::default();
         context_mut(&mut req).trail = Some(trail.clone());
@@ -74,7 +60,7 @@ where
         });
         let in_flight = InFlight::enter();
         Finishing::new(
-            self.inner.call(req),
+            inner.call(req),
             Done {
                 start,
                 trail,

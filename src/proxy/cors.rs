@@ -13,15 +13,15 @@
 //! - `*` is never used; no credentials mode (bearer tokens need no cookies).
 
 use std::convert::Infallible;
-use std::task::{Context, Poll};
 
 use futures_util::future::{self, Either, Ready};
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::context::{Decision, context, trail};
 use super::finish::{Finish, Finishing};
+use super::step::{Around, AroundLayer};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 
@@ -29,20 +29,12 @@ const ALLOW_METHODS: &str = "GET, HEAD, POST, PUT, PATCH, DELETE";
 const EXPOSE_HEADERS: &str =
     "x-request-id, cache-status, ratelimit, ratelimit-policy, retry-after, www-authenticate";
 
+/// The CORS step (through [`AroundLayer`]).
 #[derive(Debug, Clone, Default)]
-pub struct CorsLayer;
+pub struct Cors;
 
-impl<S> Layer<S> for CorsLayer {
-    type Service = Cors<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Cors { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Cors<S> {
-    inner: S,
-}
+/// The layer of [`Cors`].
+pub type CorsLayer = AroundLayer<Cors>;
 
 fn request_id(req: &Request<Body>) -> String {
     context(req)
@@ -51,22 +43,16 @@ fn request_id(req: &Request<Body>) -> String {
         .unwrap_or_default()
 }
 
-impl<S> Service<Request<Body>> for Cors<S>
+impl<S> Around<S> for Cors
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    type Response = Response<Body>;
-    type Error = Infallible;
     type Future =
         Either<Finishing<S::Future, AllowOrigin>, Ready<Result<Response<Body>, Infallible>>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future {
         let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
-            return Either::Left(Finishing::plain(self.inner.call(req)));
+            return Either::Left(Finishing::plain(inner.call(req)));
         };
         let allowed = context(&req)
             .and_then(|c| c.snapshot.as_ref())
@@ -107,7 +93,7 @@ where
             );
             return Either::Right(future::ok(rsp));
         }
-        Either::Left(Finishing::new(self.inner.call(req), AllowOrigin(origin)))
+        Either::Left(Finishing::new(inner.call(req), AllowOrigin(origin)))
     }
 }
 

@@ -3,13 +3,13 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use http::{Request, Response};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::context::{RequestContext, context_mut};
 use super::snapshot::Live;
+use super::step::{Around, AroundLayer};
 use crate::body::Body;
 
 /// Loads the live snapshot once and puts the `Arc<Snapshot>` in the request's context;
@@ -19,45 +19,26 @@ use crate::body::Body;
 /// # Position in the stack
 /// Right after `request_id`, before anything that reads configuration (CORS, routing).
 #[derive(Debug, Clone)]
-pub struct LoadSnapshotLayer {
+pub struct LoadSnapshot {
     live: Arc<Live>,
 }
+
+/// The layer of [`LoadSnapshot`].
+pub type LoadSnapshotLayer = AroundLayer<LoadSnapshot>;
 
 impl LoadSnapshotLayer {
     pub fn new(live: Arc<Live>) -> Self {
-        Self { live }
+        AroundLayer(LoadSnapshot { live })
     }
 }
 
-impl<S> Layer<S> for LoadSnapshotLayer {
-    type Service = LoadSnapshot<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        LoadSnapshot {
-            inner,
-            live: self.live.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct LoadSnapshot<S> {
-    inner: S,
-    live: Arc<Live>,
-}
-
-impl<S> Service<Request<Body>> for LoadSnapshot<S>
+impl<S> Around<S> for LoadSnapshot
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    type Response = Response<Body>;
-    type Error = Infallible;
     type Future = S::Future;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {
         let snapshot = self.live.snapshot();
         let trusted = &snapshot.config.server.trusted_proxies;
         if !trusted.is_empty() {
@@ -67,6 +48,6 @@ where
             req = Request::from_parts(parts, body);
         }
         context_mut(&mut req).snapshot = Some(snapshot);
-        self.inner.call(req)
+        inner.call(req)
     }
 }

@@ -65,13 +65,13 @@ pub fn stack(
 + Send
 + 'static {
     ServiceBuilder::new()
-        .layer(request_id::RequestIdLayer)
+        .layer(request_id::RequestIdLayer::default())
         .layer(load_snapshot::LoadSnapshotLayer::new(p.live))
-        .layer(access_log::AccessLogLayer)
-        .layer(cors::CorsLayer)
+        .layer(access_log::AccessLogLayer::default())
+        .layer(cors::CorsLayer::default())
         .layer(rescue::RescueLayer)
-        .layer(route::RouteLayer)
-        .layer(timeout::RequestTimeoutLayer)
+        .layer(route::RouteLayer::default())
+        .layer(timeout::RequestTimeoutLayer::default())
         .layer(authn::AuthnLayer::new(p.verifier))
         .layer(user_limit::UserLimitLayer::new(p.user_limit))
         .layer(policy::PolicyLayer::new())

@@ -7,13 +7,13 @@
 //! Outermost, so every response — preflights and errors included — carries the id.
 
 use std::convert::Infallible;
-use std::task::{Context, Poll};
 
 use http::{HeaderName, HeaderValue, Request, Response};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::context::{RequestId, context_mut};
 use super::finish::{Finish, Finishing};
+use super::step::{Around, AroundLayer};
 use crate::body::Body;
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -33,41 +33,27 @@ fn generate() -> HeaderValue {
     HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
+/// The request-id step (through [`AroundLayer`]).
 #[derive(Debug, Clone, Default)]
-pub struct RequestIdLayer;
+pub struct SetRequestId;
 
-impl<S> Layer<S> for RequestIdLayer {
-    type Service = SetRequestId<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        SetRequestId { inner }
-    }
-}
+/// The layer of [`SetRequestId`].
+pub type RequestIdLayer = AroundLayer<SetRequestId>;
 
-#[derive(Debug, Clone)]
-pub struct SetRequestId<S> {
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for SetRequestId<S>
+impl<S> Around<S> for SetRequestId
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
-    type Response = Response<Body>;
-    type Error = Infallible;
     type Future = Finishing<S::Future, EchoId>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {
         let id = match req.headers().get(&X_REQUEST_ID) {
             Some(v) if acceptable(v) => v.clone(),
             _ => generate(),
         };
         // The forwarder sets it on the upstream request (a cache hit never builds one).
         context_mut(&mut req).request_id = Some(RequestId(id.clone()));
-        Finishing::new(self.inner.call(req), EchoId(id))
+        Finishing::new(inner.call(req), EchoId(id))
     }
 }
 

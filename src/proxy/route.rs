@@ -16,33 +16,24 @@
 //!   it on what it answers; here `outseta-gateway; fwd=bypass` is registered as the default
 //!   for the rest (denials, limits and errors made before or below the cache).
 
-use std::task::{Context, Poll};
-
 use futures_util::future::{self, Either, Ready};
 use http::{Request, Response, header};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::context::{Matched, context, context_mut, trail};
+use super::step::{Around, AroundLayer};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 use crate::rules::Denial;
 use crate::rules::canon::{CanonPath, canonicalize};
 use crate::rules::query::Query;
 
+/// The routing step (through [`AroundLayer`]).
 #[derive(Debug, Clone, Default)]
-pub struct RouteLayer;
+pub struct Route;
 
-impl<S> Layer<S> for RouteLayer {
-    type Service = Route<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        Route { inner }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct Route<S> {
-    inner: S,
-}
+/// The layer of [`Route`].
+pub type RouteLayer = AroundLayer<Route>;
 
 fn header_bytes(req: &Request<Body>) -> usize {
     req.headers()
@@ -117,22 +108,16 @@ pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
     Ok(req)
 }
 
-impl<S> Service<Request<Body>> for Route<S>
+impl<S> Around<S> for Route
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
     S::Future: Send + 'static,
 {
-    type Response = Response<Body>;
-    type Error = GatewayError;
     type Future = Either<S::Future, Ready<Result<Response<Body>, GatewayError>>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future {
         match route(req) {
-            Ok(req) => Either::Left(self.inner.call(req)),
+            Ok(req) => Either::Left(inner.call(req)),
             Err(e) => Either::Right(future::ready(Err(e))),
         }
     }

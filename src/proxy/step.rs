@@ -85,3 +85,51 @@ impl<T: Step, S: Inner> Service<Request<Body>> for StepService<T, S> {
         Box::pin(self.step.clone().run(ready, req))
     }
 }
+
+/// A layer's synchronous work around the inner call: it returns the inner service's future,
+/// maybe wrapped, or an answer of its own, without boxing (`request_id`, `load_snapshot`,
+/// `access_log`, `cors`, `route`, `timeout`, `user_limit`).
+pub trait Around<S>: Clone {
+    type Future;
+    /// `inner` is ready (the service's `poll_ready` delegated to it).
+    fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future;
+}
+
+/// The `Layer` of any [`Around`].
+#[derive(Debug, Clone, Default)]
+pub struct AroundLayer<T>(pub T);
+
+impl<T: Clone, S> Layer<S> for AroundLayer<T> {
+    type Service = AroundService<T, S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        AroundService {
+            around: self.0.clone(),
+            inner,
+        }
+    }
+}
+
+/// The `Service` of any [`Around`].
+#[derive(Debug, Clone)]
+pub struct AroundService<T, S> {
+    around: T,
+    inner: S,
+}
+
+impl<T, S, E> Service<Request<Body>> for AroundService<T, S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = E>,
+    T: Around<S, Future: Future<Output = Result<Response<Body>, E>>>,
+{
+    type Response = Response<Body>;
+    type Error = E;
+    type Future = T::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), E>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        self.around.around(&mut self.inner, req)
+    }
+}

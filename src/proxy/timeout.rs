@@ -9,53 +9,39 @@
 //! The deadline is also put in the request's context ([`Deadline`]) for layers that wait
 //! on other requests' work (the cache's coalesced followers).
 
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
 use futures_util::future::Map;
 use http::{Request, Response};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::context::{Deadline, context, context_mut};
+use super::step::{Around, AroundLayer};
 use crate::body::Body;
 use crate::error::GatewayError;
 
+/// The deadline step (through [`AroundLayer`]).
 #[derive(Debug, Clone, Default)]
-pub struct RequestTimeoutLayer;
+pub struct RequestTimeout;
 
-impl<S> Layer<S> for RequestTimeoutLayer {
-    type Service = RequestTimeout<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        RequestTimeout { inner }
-    }
-}
+/// The layer of [`RequestTimeout`].
+pub type RequestTimeoutLayer = AroundLayer<RequestTimeout>;
 
-#[derive(Debug, Clone)]
-pub struct RequestTimeout<S> {
-    inner: S,
-}
-
-impl<S> Service<Request<Body>> for RequestTimeout<S>
+impl<S> Around<S> for RequestTimeout
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
 {
-    type Response = Response<Body>;
-    type Error = GatewayError;
     type Future = Map<tokio::time::Timeout<S::Future>, Flatten>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {
         let limit = context(&req)
             .and_then(|c| c.snapshot.as_ref())
             .map(|s| s.config.server.request_timeout)
             .unwrap_or(Duration::from_secs(30));
         let deadline = crate::budget::later(tokio::time::Instant::now(), limit);
         context_mut(&mut req).deadline = Some(Deadline(deadline));
-        tokio::time::timeout_at(deadline, self.inner.call(req)).map(flatten)
+        tokio::time::timeout_at(deadline, inner.call(req)).map(flatten)
     }
 }
 

@@ -14,58 +14,40 @@
 //!   would make them meaningless).
 
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use futures_util::future::{self, Either, Ready};
 use http::{Request, Response};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::context::{context, user_key};
+use super::step::{Around, AroundLayer};
 use crate::body::Body;
 use crate::error::GatewayError;
 use crate::limits::headers::{RATELIMIT, RATELIMIT_POLICY};
 use crate::limits::user::UserLimiter;
 
+/// The per-user limit step (through [`AroundLayer`]).
 #[derive(Debug, Clone)]
-pub struct UserLimitLayer {
+pub struct UserLimit {
     limiter: Arc<UserLimiter>,
 }
+
+/// The layer of [`UserLimit`].
+pub type UserLimitLayer = AroundLayer<UserLimit>;
 
 impl UserLimitLayer {
     pub fn new(limiter: Arc<UserLimiter>) -> Self {
-        Self { limiter }
+        AroundLayer(UserLimit { limiter })
     }
 }
 
-impl<S> Layer<S> for UserLimitLayer {
-    type Service = UserLimit<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        UserLimit {
-            inner,
-            limiter: self.limiter.clone(),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct UserLimit<S> {
-    inner: S,
-    limiter: Arc<UserLimiter>,
-}
-
-impl<S> Service<Request<Body>> for UserLimit<S>
+impl<S> Around<S> for UserLimit
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
 {
-    type Response = Response<Body>;
-    type Error = GatewayError;
     type Future = Either<S::Future, Ready<Result<Response<Body>, GatewayError>>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future {
         let ctx = context(&req);
         let key = user_key(
             ctx.and_then(|c| c.caller.as_ref()),
@@ -79,7 +61,7 @@ where
             extra.insert(RATELIMIT.clone(), self.limiter.state_header(&outcome));
         }
         match outcome {
-            Ok(_) => Either::Left(self.inner.call(req)),
+            Ok(_) => Either::Left(inner.call(req)),
             Err(limited) => Either::Right(future::ready(Err(GatewayError::RateLimited {
                 retry_after: limited.retry_after,
             }))),
