@@ -14,14 +14,15 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, header};
 use outseta_gateway::Config;
-use outseta_gateway::body::{self, Body};
+use outseta_gateway::auth::Principal;
+use outseta_gateway::body;
 use outseta_gateway::cache::ResponseCache;
 use outseta_gateway::cache::entry::own;
 use outseta_gateway::cache::key;
 use outseta_gateway::cache::status::CacheStatus;
 use outseta_gateway::error::GatewayError;
 use outseta_gateway::proxy::cache::CacheLayer;
-use outseta_gateway::proxy::context::{Deadline, Matched, Plan, RequestContext};
+use outseta_gateway::proxy::context::{Caller, Deadline, Matched, Plan, Planned, RequestContext};
 use outseta_gateway::proxy::snapshot::Snapshot;
 use outseta_gateway::rules::Credential;
 use outseta_gateway::rules::canon::canonicalize;
@@ -62,31 +63,37 @@ fn person_body() -> Bytes {
     Bytes::from(s)
 }
 
-fn request(snap: &Arc<Snapshot>, uid: &str) -> Request<Body> {
+fn request(snap: &Arc<Snapshot>, uid: &str) -> Planned {
     let path = format!("/api/v1/crm/people/{uid}");
     let mut req = Request::new(body::empty());
     *req.uri_mut() = path.parse().unwrap();
     req.extensions_mut().insert(RequestContext {
         snapshot: Some(snap.clone()),
-        matched: Some(Matched {
-            rule: 0,
-            rule_name: "read own person".into(),
+        deadline: Some(Deadline((Instant::now() + Duration::from_secs(30)).into())),
+        ..RequestContext::default()
+    });
+    Planned {
+        req,
+        snapshot: snap.clone(),
+        matched: Matched {
+            rule: snap.config.rules.rules()[0].clone(),
             params: vec![("uid".into(), uid.to_string())],
             path: canonicalize(&path).unwrap(),
             query: Query::default(),
-        }),
-        plan: Some(Plan {
+        },
+        caller: Caller {
+            principal: Arc::new(Principal::anonymous()),
+            bearer: None,
+        },
+        plan: Plan {
             method: Method::GET,
             path,
             query: None,
             credential: Credential::ApiKey,
             rule_name: "read own person".into(),
             shape: outseta_gateway::upstream::headers::Shape::new(true, false, false),
-        }),
-        deadline: Some(Deadline((Instant::now() + Duration::from_secs(30)).into())),
-        ..RequestContext::default()
-    });
-    req
+        },
+    }
 }
 
 fn bench_cache(c: &mut Criterion) {
@@ -101,7 +108,7 @@ fn bench_cache(c: &mut Criterion) {
     let body = person_body();
     let upstream = {
         let body = body.clone();
-        service_fn(move |_req: Request<Body>| {
+        service_fn(move |_req: Planned| {
             let mut rsp = Response::new(body::full(body.clone()));
             *rsp.headers_mut() = upstream_headers();
             async move { Ok::<_, GatewayError>(rsp) }
@@ -186,7 +193,7 @@ fn bench_cache(c: &mut Criterion) {
     let miss_cache = Arc::new(ResponseCache::new(16 << 20));
     let miss_svc = CacheLayer::new(miss_cache).layer({
         let body = body.clone();
-        service_fn(move |_req: Request<Body>| {
+        service_fn(move |_req: Planned| {
             let mut rsp = Response::new(body::full(body.clone()));
             *rsp.headers_mut() = upstream_headers();
             async move { Ok::<_, GatewayError>(rsp) }

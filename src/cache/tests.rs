@@ -16,7 +16,7 @@ use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::proxy::cache::CacheLayer;
-use crate::proxy::context::{Deadline, Matched, Plan, RequestContext};
+use crate::proxy::context::{Caller, Deadline, Matched, Plan, Planned, RequestContext};
 use crate::proxy::snapshot::Snapshot;
 use crate::rules::Credential;
 use crate::rules::canon::canonicalize;
@@ -42,31 +42,38 @@ cache = "50ms"
     )))
 }
 
-fn request(snap: &Arc<Snapshot>, deadline: Duration) -> Request<Body> {
+fn request(snap: &Arc<Snapshot>, deadline: Duration) -> Planned {
     let path = "/api/v1/x/1";
     let mut req = Request::new(body::empty());
     *req.uri_mut() = path.parse().expect("uri");
     req.extensions_mut().insert(RequestContext {
         snapshot: Some(snap.clone()),
-        matched: Some(Matched {
-            rule: 0,
-            rule_name: "r".into(),
+        deadline: Some(Deadline((Instant::now() + deadline).into())),
+        ..RequestContext::default()
+    });
+    let rule = snap.config.rules.rules()[0].clone();
+    Planned {
+        req,
+        snapshot: snap.clone(),
+        matched: Matched {
+            rule,
             params: vec![("id".into(), "1".into())],
             path: canonicalize(path).expect("path"),
             query: Query::default(),
-        }),
-        plan: Some(Plan {
+        },
+        caller: Caller {
+            principal: Arc::new(crate::auth::Principal::anonymous()),
+            bearer: None,
+        },
+        plan: Plan {
             method: Method::GET,
             path: path.into(),
             query: None,
             credential: Credential::ApiKey,
             rule_name: "r".into(),
             shape: crate::upstream::headers::Shape::new(true, false, false),
-        }),
-        deadline: Some(Deadline((Instant::now() + deadline).into())),
-        ..RequestContext::default()
-    });
-    req
+        },
+    }
 }
 
 fn ok(body: &'static str) -> Response<Body> {
@@ -85,13 +92,13 @@ fn stack(
     cache: Arc<ResponseCache>,
     calls: Arc<AtomicUsize>,
     answer: impl Fn(usize, Request<Body>) -> BoxFuture<'static, Reply> + Clone + Send + Sync + 'static,
-) -> impl tower::Service<Request<Body>, Response = Response<Body>, Error = GatewayError, Future: Send>
+) -> impl tower::Service<Planned, Response = Response<Body>, Error = GatewayError, Future: Send>
 + Clone
 + Send
 + 'static {
-    CacheLayer::new(cache).layer(service_fn(move |req: Request<Body>| {
+    CacheLayer::new(cache).layer(service_fn(move |req: Planned| {
         let n = calls.fetch_add(1, Ordering::SeqCst);
-        answer(n, req)
+        answer(n, req.req)
     }))
 }
 

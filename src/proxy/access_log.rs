@@ -39,10 +39,11 @@ fn decision(code: Option<ProblemCode>, recorded: Decision) -> Decision {
     }
 }
 
-impl<S> Around<S> for AccessLog
+impl<S> Around<S, Request<Body>> for AccessLog
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
+    type Next = Request<Body>;
     type Future = Finishing<S::Future, Done>;
 
     fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {

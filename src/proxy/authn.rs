@@ -12,10 +12,11 @@
 
 use std::sync::Arc;
 
-use http::{HeaderValue, Request, Response, header};
+use http::{HeaderValue, Response, header};
+use tower::Service;
 
-use super::context::{Caller, context, context_mut, trail};
-use super::step::{Inner, Step, StepLayer};
+use super::context::{Authed, Caller, Routed, trail};
+use super::step::{Step, StepLayer};
 use crate::auth::verify::Verifier;
 use crate::auth::{AuthError, Principal, bearer};
 use crate::body::Body;
@@ -38,25 +39,17 @@ impl AuthnLayer {
     }
 }
 
-impl Step for Authn {
-    async fn run<S: Inner>(
-        self,
-        mut inner: S,
-        mut req: Request<Body>,
-    ) -> Result<Response<Body>, GatewayError> {
-        let (mode, credential) = {
-            let ctx = context(&req);
-            let snapshot = ctx.and_then(|c| c.snapshot.as_ref());
-            let matched = ctx.and_then(|c| c.matched.as_ref());
-            match (snapshot, matched) {
-                (Some(s), Some(mt)) => match s.config.rules.rule(mt.rule) {
-                    Some(r) => (r.auth, r.credential),
-                    None => return Err(GatewayError::Internal("rule missing".into())),
-                },
-                _ => return Err(GatewayError::Internal("request not routed".into())),
-            }
-        };
-        let presented = presented(req.headers(), mode, credential);
+impl<S> Step<S, Routed> for Authn
+where
+    S: Service<Authed, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Next = Authed;
+
+    async fn run(self, mut inner: S, req: Routed) -> Result<Response<Body>, GatewayError> {
+        let rule = &req.matched.rule;
+        let (mode, credential) = (rule.auth, rule.credential);
+        let presented = presented(req.req.headers(), mode, credential);
         let caller = match authenticate(&self.verifier, presented, mode).await {
             Ok(c) => c,
             Err(e) => {
@@ -65,10 +58,9 @@ impl Step for Authn {
             }
         };
         if let Some(sub) = caller.principal.sub() {
-            trail(&req, |t| t.sub = Some(sub.clone()));
+            trail(&req.req, |t| t.sub = Some(sub.clone()));
         }
-        context_mut(&mut req).caller = Some(caller);
-        inner.call(req).await
+        inner.call(req.authed(caller)).await
     }
 }
 

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, Response};
 use tower::{Service, ServiceExt};
 
-use super::context::{Deadline, RequestContext, Trail, context};
-use super::step::{Inner, Step, StepLayer};
+use super::context::{Deadline, Planned, RequestContext, Trail, context};
+use super::step::{Step, StepLayer};
 use crate::body::{self, Body};
 use crate::cache::ResponseCache;
 use crate::cache::entry::{CACHE_STATUS, Entry};
@@ -56,51 +56,43 @@ impl CacheLayer {
     }
 }
 
-impl Step for Cache {
-    fn run<S: Inner>(
+impl<S> Step<S, Planned> for Cache
+where
+    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Next = Planned;
+
+    fn run(
         self,
         inner: S,
-        req: Request<Body>,
+        req: Planned,
     ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static {
         handle(self.cache, inner, req)
     }
 }
 
-fn internal(what: &str) -> GatewayError {
-    GatewayError::Internal(format!("cache reached without {what}"))
-}
-
-async fn handle<S: Inner>(
+async fn handle<S>(
     cache: Arc<ResponseCache>,
     inner: S,
-    req: Request<Body>,
-) -> Result<Response<Body>, GatewayError> {
-    let Some(ext) = context(&req) else {
-        return Err(internal("a request context"));
-    };
-    let Some(snapshot) = ext.snapshot.clone() else {
-        return Err(internal("a configuration"));
-    };
-    let Some(index) = ext.matched.as_ref().map(|m| m.rule) else {
-        return Err(internal("a matched rule"));
-    };
-    let Some(rule) = snapshot.config.rules.rule(index) else {
-        return Err(internal("its rule"));
-    };
-    let cfg = &snapshot.config.cache;
+    req: Planned,
+) -> Result<Response<Body>, GatewayError>
+where
+    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let rule = req.matched.rule.clone();
+    let ext = context(&req.req);
+    let cfg = &req.snapshot.config.cache;
     let ttl = rule.cache_ttl(cfg.ttl);
-    let trail = ext.trail.clone();
+    let trail = ext.and_then(|c| c.trail.clone());
 
-    if req.method() != Method::GET {
-        let targets = if invalidate::is_unsafe(req.method()) {
-            ext.matched.as_ref().map(|m| {
-                let claims = ext.caller.as_ref().map(|c| &c.principal.claims);
-                invalidate::targets(m.path.as_str(), &m.params, claims, rule)
-            })
-        } else {
-            None
-        };
-        let rule_name = rule.name.clone();
+    if req.req.method() != Method::GET {
+        let targets = invalidate::is_unsafe(req.req.method()).then(|| {
+            let m = &req.matched;
+            let claims = Some(&req.caller.principal.claims);
+            invalidate::targets(m.path.as_str(), &m.params, claims, &rule)
+        });
         let mut rsp = inner.oneshot(req).await?;
         if let Some(targets) = targets
             && rsp.status().is_success()
@@ -112,7 +104,7 @@ async fn handle<S: Inner>(
             let status = CacheStatus::Bypass(BypassReason::Method);
             rsp.headers_mut()
                 .insert(CACHE_STATUS, status.header_value());
-            record(status, &rule_name, trail.as_ref());
+            record(status, &rule.name, trail.as_ref());
         }
         return Ok(rsp);
     }
@@ -127,16 +119,12 @@ async fn handle<S: Inner>(
 
     // The lookup borrows the plan from the request; a hit returns without owning the key.
     let (key, found) = {
-        let Some(plan) = &ext.plan else {
-            return Err(internal("a plan"));
-        };
+        let plan = &req.plan;
         let key = key::build(
             &plan.path,
             plan.query.as_deref(),
             plan.credential,
-            ext.caller
-                .as_ref()
-                .and_then(|c| c.principal.sub().map(|s| &**s)),
+            req.caller.principal.sub().map(|s| &**s),
         );
         let found = cache.store().get(&key).await;
         if let Some(e) = &found
@@ -151,9 +139,9 @@ async fn handle<S: Inner>(
         (CacheKey::new(&key), found)
     };
 
-    let request_timeout = snapshot.config.server.request_timeout;
+    let request_timeout = req.snapshot.config.server.request_timeout;
     let deadline = ext
-        .deadline
+        .and_then(|c| c.deadline)
         .map_or(now + request_timeout, |d| d.0.into_std());
     let ctx = Ctx {
         cache,
@@ -167,7 +155,6 @@ async fn handle<S: Inner>(
         deadline,
         request_timeout,
     };
-    drop(snapshot);
 
     let mut stale = None;
     if let Some(e) = found {
@@ -289,12 +276,12 @@ fn publish_failure(leader: Leader, e: &GatewayError) {
 async fn miss<S>(
     ctx: &Ctx,
     inner: S,
-    req: Request<Body>,
+    req: Planned,
     key: CacheKey,
     stale: Option<Arc<Entry>>,
 ) -> Result<Response<Body>, GatewayError>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send,
+    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Send,
     S::Future: Send,
 {
     let stale = stale.as_deref();
@@ -349,13 +336,13 @@ where
 async fn lead<S>(
     ctx: &Ctx,
     inner: S,
-    req: Request<Body>,
+    req: Planned,
     leader: Leader,
     key: CacheKey,
     stale: Option<&Entry>,
 ) -> Result<Response<Body>, GatewayError>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+    S: Service<Planned, Response = Response<Body>, Error = GatewayError>,
 {
     ctx.count_miss();
     let since = ctx.cache.store().seq();
@@ -394,20 +381,33 @@ const REFRESH_BACKOFF: Duration = Duration::from_secs(1);
 fn spawn_refresh<S>(
     ctx: Ctx,
     inner: S,
-    req: Request<Body>,
+    req: Planned,
     leader: Leader,
     key: CacheKey,
     old: Arc<Entry>,
 ) where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Send + 'static,
     S::Future: Send + 'static,
 {
+    let Planned {
+        req,
+        snapshot,
+        matched,
+        caller,
+        plan,
+    } = req;
     let (mut parts, _body) = req.into_parts();
     let deadline = Instant::now() + ctx.request_timeout;
     let rc = parts.extensions.get_or_insert_default::<RequestContext>();
     rc.trail = None;
     rc.deadline = Some(Deadline(deadline.into()));
-    let req = Request::from_parts(parts, body::empty());
+    let req = Planned {
+        req: Request::from_parts(parts, body::empty()),
+        snapshot,
+        matched,
+        caller,
+        plan,
+    };
     tokio::spawn(async move {
         let since = ctx.cache.store().seq();
         let result = match tokio::time::timeout_at(deadline.into(), inner.oneshot(req)).await {

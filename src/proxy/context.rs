@@ -11,17 +11,21 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
 
 use crate::auth::Principal;
+use crate::body::Body;
 use crate::limits::key::UserKey;
-use crate::rules::Credential;
 use crate::rules::canon::CanonPath;
 use crate::rules::query::Query;
 use crate::rules::template::Params;
+use crate::rules::{Credential, Rule};
 use crate::upstream::headers::Shape;
 
 use super::snapshot::Snapshot;
 
-/// What the layers above a request have established about it. Fields are `None` until their
-/// layer has run (and in embedded or test use that skips a layer).
+/// What the outer layers have established about a request: values that have a meaning (or
+/// a default) even where a layer is absent, as in embedded or test use. Fields are `None`
+/// until their layer has run. What the judgement needs — the matched rule, the caller, the
+/// plan — is not here: it travels in the typed requests [`Routed`], [`Authed`] and
+/// [`Planned`], so a layer that needs it cannot be stacked above the layer that makes it.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext {
     /// The peer. Set by the server's accept loop; `load_snapshot` replaces it with the client a
@@ -35,14 +39,8 @@ pub struct RequestContext {
     pub trail: Option<Trail>,
     /// Set by `rescue`.
     pub response_headers: Option<ResponseHeaders>,
-    /// Set by `route`.
-    pub matched: Option<Matched>,
     /// Set by `timeout`.
     pub deadline: Option<Deadline>,
-    /// Set by `authn`.
-    pub caller: Option<Caller>,
-    /// Set by `policy`; taken by the forwarder.
-    pub plan: Option<Plan>,
 }
 
 /// The request's context, if a layer has set any of it.
@@ -189,14 +187,63 @@ mod response_headers_tests {
     }
 }
 
-/// The matched rule.
+/// The matched rule, and what routing read off the request for it.
 #[derive(Debug, Clone)]
 pub struct Matched {
-    pub rule: usize,
-    pub rule_name: Arc<str>,
+    pub rule: Arc<Rule>,
     pub params: Params,
     pub path: CanonPath,
     pub query: Query,
+}
+
+/// A request past `route`: judged by `snapshot`, matched to a rule.
+#[derive(Debug)]
+pub struct Routed {
+    pub req: Request<Body>,
+    pub snapshot: Arc<Snapshot>,
+    pub matched: Matched,
+}
+
+/// A request past `authn`: the caller is known (anonymous for `auth = "none"`).
+#[derive(Debug)]
+pub struct Authed {
+    pub req: Request<Body>,
+    pub snapshot: Arc<Snapshot>,
+    pub matched: Matched,
+    pub caller: Caller,
+}
+
+/// A request past `policy`: judged, with what goes upstream.
+#[derive(Debug)]
+pub struct Planned {
+    pub req: Request<Body>,
+    pub snapshot: Arc<Snapshot>,
+    pub matched: Matched,
+    pub caller: Caller,
+    pub plan: Plan,
+}
+
+impl Routed {
+    pub fn authed(self, caller: Caller) -> Authed {
+        Authed {
+            req: self.req,
+            snapshot: self.snapshot,
+            matched: self.matched,
+            caller,
+        }
+    }
+}
+
+impl Authed {
+    pub fn planned(self, plan: Plan) -> Planned {
+        Planned {
+            req: self.req,
+            snapshot: self.snapshot,
+            matched: self.matched,
+            caller: self.caller,
+            plan,
+        }
+    }
 }
 
 /// The verified caller.

@@ -43,10 +43,11 @@ fn request_id(req: &Request<Body>) -> String {
         .unwrap_or_default()
 }
 
-impl<S> Around<S> for Cors
+impl<S> Around<S, Request<Body>> for Cors
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
+    type Next = Request<Body>;
     type Future =
         Either<Finishing<S::Future, AllowOrigin>, Ready<Result<Response<Body>, Infallible>>>;
 

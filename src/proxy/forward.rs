@@ -31,7 +31,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use tower::Service;
 
-use super::context::{Caller, Plan, Trail, context_mut, user_key};
+use super::context::{Caller, Plan, Planned, Trail, context, user_key};
 use super::request_id::X_REQUEST_ID;
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
@@ -148,7 +148,7 @@ impl Forward {
     }
 }
 
-impl Service<Request<Body>> for Forward {
+impl Service<Planned> for Forward {
     type Response = Response<Body>;
     type Error = GatewayError;
     type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
@@ -157,22 +157,21 @@ impl Service<Request<Body>> for Forward {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: Planned) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let mut req = req;
-            // The forwarder is terminal: it takes the plan rather than copying it.
-            let ext = context_mut(&mut req);
-            let (Some(snapshot), Some(plan)) = (ext.snapshot.clone(), ext.plan.take()) else {
-                return Err(GatewayError::Internal(
-                    "forward reached without a plan".into(),
-                ));
-            };
-            let caller = ext.caller.clone();
-            let request_id = ext.request_id.clone();
-            let trail = ext.trail.clone();
-            let user = user_key(caller.as_ref(), ext.client.as_ref());
-            let deadline = ext.deadline.map_or_else(
+            let Planned {
+                req,
+                snapshot,
+                caller,
+                plan,
+                ..
+            } = req;
+            let ext = context(&req);
+            let request_id = ext.and_then(|c| c.request_id.clone());
+            let trail = ext.and_then(|c| c.trail.clone());
+            let user = user_key(Some(&caller), ext.and_then(|c| c.client.as_ref()));
+            let deadline = ext.and_then(|c| c.deadline).map_or_else(
                 || {
                     budget::later(
                         tokio::time::Instant::now(),
@@ -213,7 +212,7 @@ impl Service<Request<Body>> for Forward {
                     &snapshot.config.outseta,
                     &plan,
                     &parts.headers,
-                    caller.as_ref(),
+                    Some(&caller),
                     request_id.as_ref().map(|id| &id.0),
                     body.take().unwrap_or_else(body::empty),
                 )?;

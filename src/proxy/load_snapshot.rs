@@ -32,10 +32,11 @@ impl LoadSnapshotLayer {
     }
 }
 
-impl<S> Around<S> for LoadSnapshot
+impl<S> Around<S, Request<Body>> for LoadSnapshot
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
+    type Next = Request<Body>;
     type Future = S::Future;
 
     fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {

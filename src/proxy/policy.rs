@@ -20,12 +20,14 @@
 //!   are Outseta's own errors and pass through unchanged.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use http::{Method, Request, Response, header};
-use tower::ServiceExt;
+use tower::{Service, ServiceExt};
 
-use super::context::{Matched, Plan, RequestContext, context_mut};
-use super::step::{Inner, Step, StepLayer};
+use super::context::{Authed, Caller, Matched, Plan, Planned, RequestContext};
+use super::snapshot::Snapshot;
+use super::step::{Step, StepLayer};
 use crate::body::{self, Body, CollectError};
 use crate::error::GatewayError;
 use crate::rules::expr::Input;
@@ -55,33 +57,35 @@ impl Default for PolicyLayer {
     }
 }
 
-impl Step for Policy {
-    fn run<S: Inner>(
+impl<S> Step<S, Authed> for Policy
+where
+    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Next = Planned;
+
+    fn run(
         self,
         inner: S,
-        req: Request<Body>,
+        req: Authed,
     ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static {
         apply(inner, req)
     }
 }
 
-async fn apply<S: Inner>(
-    mut inner: S,
-    mut req: Request<Body>,
-) -> Result<Response<Body>, GatewayError> {
-    // Taken out and put back before the request moves on (the cache reads it), not copied.
-    let ctx = context_mut(&mut req);
-    let (Some(snapshot), Some(matched), Some(caller)) =
-        (ctx.snapshot.clone(), ctx.matched.take(), ctx.caller.clone())
-    else {
-        return Err(GatewayError::Internal(
-            "policy reached without route or caller".into(),
-        ));
-    };
+async fn apply<S>(mut inner: S, authed: Authed) -> Result<Response<Body>, GatewayError>
+where
+    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    let Authed {
+        req,
+        snapshot,
+        matched,
+        caller,
+    } = authed;
+    let rule = matched.rule.clone();
     let rules = &snapshot.config.rules;
-    let Some(rule) = rules.rule(matched.rule) else {
-        return Err(GatewayError::Internal("rule missing".into()));
-    };
     let method = req.method().clone();
     let input = Input {
         claims: &caller.principal.claims,
@@ -91,7 +95,7 @@ async fn apply<S: Inner>(
     };
     let query = rule.authorize(rules.root(), &input)?;
 
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let rewrites = rule.rewrites_body(&method);
     let body = if rewrites {
         let limit = usize::try_from(snapshot.config.server.max_request_body).unwrap_or(usize::MAX);
@@ -117,7 +121,7 @@ async fn apply<S: Inner>(
     let claim = |n: &str| caller.principal.claims.string(n);
     if let Some(target) = rule.precheck_target(&matched.params, &claim) {
         let (path, query) = target.map_err(GatewayError::Forbidden)?;
-        let read = precheck_request(&parts, &matched, rule, path, query);
+        let read = precheck_request(&parts, &snapshot, &matched, &caller, path, query);
         let rsp = inner.clone().oneshot(read).await?;
         if !rsp.status().is_success() {
             // Outseta's own answer about the target (e.g. 404): nothing is written.
@@ -134,22 +138,30 @@ async fn apply<S: Inner>(
     }
 
     let cache_on = rule.cache_ttl(snapshot.config.cache.ttl).is_some();
-    let ctx = parts.extensions.get_or_insert_default::<RequestContext>();
-    ctx.plan = Some(Plan {
+    let plan = Plan {
         method: method.clone(),
         path: matched.path.as_str().to_string(),
         query: query.serialize(),
         credential: rule.credential,
         rule_name: rule.name.clone(),
         shape: Shape::new(cache_on, rule.response_when.is_some(), rewrites),
-    });
+    };
     // `response_when` needs the request's values after the call; only then are they copied.
     let for_response = rule
         .response_when
         .is_some()
         .then(|| (matched.params.clone(), matched.query.clone()));
-    ctx.matched = Some(matched);
-    let rsp = inner.call(Request::from_parts(parts, body)).await?;
+    let root = snapshot.clone();
+    let principal = caller.principal.clone();
+    let rsp = inner
+        .call(Planned {
+            req: Request::from_parts(parts, body),
+            snapshot,
+            matched,
+            caller,
+            plan,
+        })
+        .await?;
 
     let Some((params, query)) = for_response else {
         return Ok(rsp);
@@ -158,7 +170,7 @@ async fn apply<S: Inner>(
         return Ok(rsp);
     }
     let input = Input {
-        claims: &caller.principal.claims,
+        claims: &principal.claims,
         params: &params,
         query: &query,
         method: method.as_str(),
@@ -174,7 +186,7 @@ async fn apply<S: Inner>(
             error,
         })
     })?;
-    rule.check_response(rules.root(), &input, &json)
+    rule.check_response(root.config.rules.root(), &input, &json)
         .map_err(deny)?;
     Ok(Response::from_parts(parts, body::full(bytes)))
 }
@@ -214,35 +226,38 @@ async fn read_judged(
 }
 
 /// The precheck's read: a GET of `path?query` with the rule's credential, through the layers
-/// below (the cache passes it through: a write rule caches nothing), carrying the write's
-/// context (caller, deadline, request id) and only the client's trace headers.
+/// below (the cache passes it through: a write rule caches nothing), as the same caller and
+/// with the write's context (deadline, request id), carrying only the client's trace headers.
 fn precheck_request(
     write: &http::request::Parts,
+    snapshot: &Arc<Snapshot>,
     matched: &Matched,
-    rule: &crate::rules::Rule,
+    caller: &Caller,
     path: String,
     query: Option<String>,
-) -> Request<Body> {
-    let mut ctx = write
-        .extensions
-        .get::<RequestContext>()
-        .cloned()
-        .unwrap_or_default();
-    ctx.matched = Some(matched.clone());
-    ctx.plan = Some(Plan {
-        method: Method::GET,
-        path,
-        query,
-        credential: rule.credential,
-        rule_name: rule.name.clone(),
-        shape: Shape::new(false, true, false),
-    });
-    let mut read = Request::new(body::empty());
+) -> Planned {
+    let rule = &matched.rule;
+    let mut req = Request::new(body::empty());
     for name in ["traceparent", "tracestate"] {
         if let Some(v) = write.headers.get(name) {
-            read.headers_mut().insert(name, v.clone());
+            req.headers_mut().insert(name, v.clone());
         }
     }
-    read.extensions_mut().insert(ctx);
-    read
+    if let Some(ctx) = write.extensions.get::<RequestContext>() {
+        req.extensions_mut().insert(ctx.clone());
+    }
+    Planned {
+        req,
+        snapshot: snapshot.clone(),
+        matched: matched.clone(),
+        caller: caller.clone(),
+        plan: Plan {
+            method: Method::GET,
+            path,
+            query,
+            credential: rule.credential,
+            rule_name: rule.name.clone(),
+            shape: Shape::new(false, true, false),
+        },
+    }
 }

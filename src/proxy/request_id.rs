@@ -40,10 +40,11 @@ pub struct SetRequestId;
 /// The layer of [`SetRequestId`].
 pub type RequestIdLayer = AroundLayer<SetRequestId>;
 
-impl<S> Around<S> for SetRequestId
+impl<S> Around<S, Request<Body>> for SetRequestId
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
 {
+    type Next = Request<Body>;
     type Future = Finishing<S::Future, EchoId>;
 
     fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {

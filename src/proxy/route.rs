@@ -20,7 +20,7 @@ use futures_util::future::{self, Either, Ready};
 use http::{Request, Response, header};
 use tower::Service;
 
-use super::context::{Matched, context, context_mut, trail};
+use super::context::{Matched, Routed, context, trail};
 use super::step::{Around, AroundLayer};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
@@ -61,8 +61,8 @@ pub fn no_rule(path: &CanonPath) -> GatewayError {
     }
 }
 
-/// Matches the request; on success returns it with [`Matched`] inserted and the body limited.
-pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
+/// Matches the request; on success returns it [`Routed`], its body limited.
+pub fn route(mut req: Request<Body>) -> Result<Routed, GatewayError> {
     let Some(snapshot) = context(&req).and_then(|c| c.snapshot.clone()) else {
         return Err(GatewayError::Internal("no configuration snapshot".into()));
     };
@@ -81,11 +81,8 @@ pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
     let path = canonicalize(req.uri().path())?;
     let query = Query::parse(req.uri().query());
     let rules = &snapshot.config.rules;
-    let Some((index, params)) = rules.find(req.method(), &path) else {
+    let Some((rule, params)) = rules.find_shared(req.method(), &path) else {
         return Err(no_rule(&path));
-    };
-    let Some(rule) = rules.rule(index) else {
-        return Err(GatewayError::Internal("rule index out of range".into()));
     };
     trail(&req, |t| t.rule = Some(rule.name.clone()));
     if rule.cache_ttl(snapshot.config.cache.ttl).is_some()
@@ -98,21 +95,23 @@ pub fn route(mut req: Request<Body>) -> Result<Request<Body>, GatewayError> {
     }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     req = req.map(|b| body::from_client(http_body_util::Limited::new(b, limit)));
-    context_mut(&mut req).matched = Some(Matched {
-        rule: index,
-        rule_name: rule.name.clone(),
-        params,
-        path,
-        query,
-    });
-    Ok(req)
+    Ok(Routed {
+        req,
+        snapshot,
+        matched: Matched {
+            rule,
+            params,
+            path,
+            query,
+        },
+    })
 }
 
-impl<S> Around<S> for Route
+impl<S> Around<S, Request<Body>> for Route
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError> + Send + 'static,
-    S::Future: Send + 'static,
+    S: Service<Routed, Response = Response<Body>, Error = GatewayError>,
 {
+    type Next = Routed;
     type Future = Either<S::Future, Ready<Result<Response<Body>, GatewayError>>>;
 
     fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future {

@@ -1,51 +1,42 @@
-//! The shell shared by the layers whose work on a request is an `async` function of the
-//! request and the rest of the stack (`authn`, `policy`, `cache`): each implements [`Step`],
-//! and [`StepLayer`] / [`StepService`] are the one `Layer` + `Service` for all of them.
+//! The two shells every layer of the request path is built from, so that no layer writes its
+//! own `Layer` + `Service` pair:
+//!
+//! - [`Step`] ([`StepLayer`] / [`StepService`]): the layer's work is an `async` function of
+//!   the request and the rest of the stack (`authn`, `policy`, `cache`); its future is boxed
+//!   once per request.
+//! - [`Around`] ([`AroundLayer`] / [`AroundService`]): synchronous work around the inner
+//!   call, which returns the inner future (maybe wrapped) or an answer of its own, unboxed
+//!   (`request_id`, `load_snapshot`, `access_log`, `cors`, `route`, `timeout`, `user_limit`).
+//!
+//! Both are generic over the request type a layer takes and the one it hands on (`Next`):
+//! the typed requests of [`super::context`] ([`Routed`](super::context::Routed),
+//! [`Authed`](super::context::Authed), [`Planned`](super::context::Planned)) make a stack in
+//! the wrong order fail to compile.
 //!
 //! # Guarantees
 //! - Readiness is the inner service's: `poll_ready` delegates, and the instance that was made
-//!   ready is the one the step receives (the service keeps a fresh clone for the next call),
-//!   so a step may `call` it once without polling again. Further calls (a second request
-//!   through the rest of the stack) must go through `ServiceExt::oneshot` on a clone.
-//! - The step's future is boxed once per request, as each of these layers did by hand.
+//!   ready is the one the layer's work receives (a [`StepService`] keeps a fresh clone for the
+//!   next call), so it may `call` it once without polling again. Any further call (a second
+//!   request through the rest of the stack) goes through `ServiceExt::oneshot` on a clone.
 
 use std::future::Future;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use http::{Request, Response};
+use http::Response;
 use tower::{Layer, Service};
 
 use crate::body::Body;
 use crate::error::GatewayError;
 
-/// The part of the stack below a step.
-pub trait Inner:
-    Service<Request<Body>, Response = Response<Body>, Error = GatewayError, Future: Send + 'static>
-    + Clone
-    + Send
-    + 'static
-{
-}
-
-impl<T> Inner for T where
-    T: Service<
-            Request<Body>,
-            Response = Response<Body>,
-            Error = GatewayError,
-            Future: Send + 'static,
-        > + Clone
-        + Send
-        + 'static
-{
-}
-
-/// One layer's work on a request: `inner` is the rest of the stack, ready for one call.
-pub trait Step: Clone + Send + 'static {
-    fn run<S: Inner>(
+/// One layer's asynchronous work on a request of type `R`; `inner` (`S`) is the rest of the
+/// stack, which takes the step's [`Step::Next`], ready for one call.
+pub trait Step<S, R>: Clone + Send + 'static {
+    type Next;
+    fn run(
         self,
         inner: S,
-        req: Request<Body>,
+        req: R,
     ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static;
 }
 
@@ -70,7 +61,11 @@ pub struct StepService<T, S> {
     inner: S,
 }
 
-impl<T: Step, S: Inner> Service<Request<Body>> for StepService<T, S> {
+impl<R, T, S> Service<R> for StepService<T, S>
+where
+    T: Step<S, R>,
+    S: Service<T::Next, Response = Response<Body>, Error = GatewayError> + Clone,
+{
     type Response = Response<Body>;
     type Error = GatewayError;
     type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
@@ -79,20 +74,20 @@ impl<T: Step, S: Inner> Service<Request<Body>> for StepService<T, S> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: R) -> Self::Future {
         let clone = self.inner.clone();
         let ready = std::mem::replace(&mut self.inner, clone);
         Box::pin(self.step.clone().run(ready, req))
     }
 }
 
-/// A layer's synchronous work around the inner call: it returns the inner service's future,
-/// maybe wrapped, or an answer of its own, without boxing (`request_id`, `load_snapshot`,
-/// `access_log`, `cors`, `route`, `timeout`, `user_limit`).
-pub trait Around<S>: Clone {
+/// One layer's synchronous work around the inner call, for a request of type `R`.
+pub trait Around<S, R>: Clone {
+    /// What the inner service takes.
+    type Next;
     type Future;
     /// `inner` is ready (the service's `poll_ready` delegated to it).
-    fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future;
+    fn around(&self, inner: &mut S, req: R) -> Self::Future;
 }
 
 /// The `Layer` of any [`Around`].
@@ -116,10 +111,10 @@ pub struct AroundService<T, S> {
     inner: S,
 }
 
-impl<T, S, E> Service<Request<Body>> for AroundService<T, S>
+impl<R, T, S, E> Service<R> for AroundService<T, S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = E>,
-    T: Around<S, Future: Future<Output = Result<Response<Body>, E>>>,
+    T: Around<S, R, Future: Future<Output = Result<Response<Body>, E>>>,
+    S: Service<T::Next, Response = Response<Body>, Error = E>,
 {
     type Response = Response<Body>;
     type Error = E;
@@ -129,7 +124,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: R) -> Self::Future {
         self.around.around(&mut self.inner, req)
     }
 }

@@ -9,14 +9,12 @@
 //! The deadline is also put in the request's context ([`Deadline`]) for layers that wait
 //! on other requests' work (the cache's coalesced followers).
 
-use std::time::Duration;
-
 use futures_util::FutureExt;
 use futures_util::future::Map;
-use http::{Request, Response};
+use http::Response;
 use tower::Service;
 
-use super::context::{Deadline, context, context_mut};
+use super::context::{Deadline, Routed, context_mut};
 use super::step::{Around, AroundLayer};
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -28,19 +26,17 @@ pub struct RequestTimeout;
 /// The layer of [`RequestTimeout`].
 pub type RequestTimeoutLayer = AroundLayer<RequestTimeout>;
 
-impl<S> Around<S> for RequestTimeout
+impl<S> Around<S, Routed> for RequestTimeout
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+    S: Service<Routed, Response = Response<Body>, Error = GatewayError>,
 {
+    type Next = Routed;
     type Future = Map<tokio::time::Timeout<S::Future>, Flatten>;
 
-    fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {
-        let limit = context(&req)
-            .and_then(|c| c.snapshot.as_ref())
-            .map(|s| s.config.server.request_timeout)
-            .unwrap_or(Duration::from_secs(30));
+    fn around(&self, inner: &mut S, mut req: Routed) -> Self::Future {
+        let limit = req.snapshot.config.server.request_timeout;
         let deadline = crate::budget::later(tokio::time::Instant::now(), limit);
-        context_mut(&mut req).deadline = Some(Deadline(deadline));
+        context_mut(&mut req.req).deadline = Some(Deadline(deadline));
         tokio::time::timeout_at(deadline, inner.call(req)).map(flatten)
     }
 }

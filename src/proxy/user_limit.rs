@@ -16,10 +16,10 @@
 use std::sync::Arc;
 
 use futures_util::future::{self, Either, Ready};
-use http::{Request, Response};
+use http::Response;
 use tower::Service;
 
-use super::context::{context, user_key};
+use super::context::{Authed, context, user_key};
 use super::step::{Around, AroundLayer};
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -41,18 +41,16 @@ impl UserLimitLayer {
     }
 }
 
-impl<S> Around<S> for UserLimit
+impl<S> Around<S, Authed> for UserLimit
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+    S: Service<Authed, Response = Response<Body>, Error = GatewayError>,
 {
+    type Next = Authed;
     type Future = Either<S::Future, Ready<Result<Response<Body>, GatewayError>>>;
 
-    fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future {
-        let ctx = context(&req);
-        let key = user_key(
-            ctx.and_then(|c| c.caller.as_ref()),
-            ctx.and_then(|c| c.client.as_ref()),
-        );
+    fn around(&self, inner: &mut S, req: Authed) -> Self::Future {
+        let ctx = context(&req.req);
+        let key = user_key(Some(&req.caller), ctx.and_then(|c| c.client.as_ref()));
         let outcome = self.limiter.check(&key);
         if key.is_authenticated()
             && let Some(extra) = ctx.and_then(|c| c.response_headers.as_ref())

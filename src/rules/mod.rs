@@ -823,14 +823,14 @@ impl Rule {
 /// All rules, in file order, and the CEL root context they evaluate in.
 #[derive(Debug)]
 pub struct RuleSet {
-    rules: Vec<Rule>,
+    rules: Vec<Arc<Rule>>,
     root: Root,
 }
 
 impl RuleSet {
     /// Compiles every rule, collecting every problem. Names must be unique.
     pub fn compile(entries: &[Option<RuleEntry>], problems: &mut Vec<String>) -> Self {
-        let mut rules: Vec<Rule> = Vec::with_capacity(entries.len());
+        let mut rules: Vec<Arc<Rule>> = Vec::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
             let Some(entry) = entry else { continue };
             let label = match entry.name.as_deref() {
@@ -846,7 +846,7 @@ impl RuleSet {
                 problems.push(format!("{label}: duplicate rule name"));
             }
             if let Some(rule) = Rule::compile(entry, &label, problems) {
-                rules.push(rule);
+                rules.push(Arc::new(rule));
             }
         }
         Self {
@@ -855,16 +855,26 @@ impl RuleSet {
         }
     }
 
-    pub fn rules(&self) -> &[Rule] {
+    pub fn rules(&self) -> &[Arc<Rule>] {
         &self.rules
     }
 
     pub fn rule(&self, index: usize) -> Option<&Rule> {
-        self.rules.get(index)
+        self.rules.get(index).map(|r| &**r)
     }
 
     pub fn root(&self) -> &Root {
         &self.root
+    }
+
+    /// [`Self::find`], with the rule itself (shared) rather than its index.
+    pub fn find_shared(
+        &self,
+        method: &Method,
+        path: &canon::CanonPath,
+    ) -> Option<(Arc<Rule>, Params)> {
+        let (i, params) = self.find(method, path)?;
+        self.rules.get(i).map(|r| (r.clone(), params))
     }
 
     /// The first rule whose methods and template match, with the captured parameters.
