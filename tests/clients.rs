@@ -591,6 +591,46 @@ async fn pypi_outsetapy_through_the_gateway() {
     d.shutdown().await;
 }
 
+/// The README's outsetapy snippet runs as printed, with the demo gateway's address for
+/// `127.0.0.1:8080`: Alice reads her own person and is refused Carol's.
+#[tokio::test]
+async fn the_readmes_outsetapy_snippet_runs_as_printed() {
+    if python_client("the README's outsetapy snippet").is_none() {
+        return;
+    }
+    let readme = std::fs::read_to_string(Path::new(REPO).join("README.md")).unwrap();
+    let snippet: String = readme
+        .lines()
+        .skip_while(|l| *l != "```python")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(snippet.contains("OutsetaApiClient"), "{snippet}");
+    let _serial = SERIAL.lock().await;
+    let d = start(None).await;
+    let alice = user(&d, "alice@example.com");
+    let carol = user(&d, "carol@example.com");
+    assert!(
+        snippet.contains(&format!("\"{}\"", carol.user.person_uid)),
+        "{snippet}"
+    );
+    let script = snippet.replace("http://127.0.0.1:8080", &d.gateway_url());
+    let (code, stdout, stderr) = run(
+        "python3",
+        &["-c".to_string(), script],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{snippet}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [alice.user.email.as_str(), "403"],
+        "{stderr}"
+    );
+    d.shutdown().await;
+}
+
 /// Loads `url` in headless Chromium and returns the DOM after the page's scripts settled.
 async fn chromium_dom(url: &str) -> String {
     static RUN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
