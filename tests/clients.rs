@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use outseta_gateway::demo::{Demo, DemoUser};
 use serde_json::Value;
-use support::client::get;
+use support::client::{get, send};
 use support::demo::{start, user};
 use support::static_site::StaticSite;
 use support::tools;
@@ -355,6 +355,25 @@ async fn pypi_outsetapy_through_the_gateway() {
         .expect("carol's subscription")
         .to_string();
     assert_ne!(alice_sub, carol_sub.as_str());
+    let carol_cases = get(
+        &format!("{}/api/v1/support/cases", d.gateway_url()),
+        &[("authorization", &format!("bearer {}", carol.token))],
+    )
+    .await;
+    assert_eq!(carol_cases.status, 200, "{}", carol_cases.text());
+    let carol_case = carol_cases.json()["items"][0]["Uid"]
+        .as_str()
+        .expect("carol has a case")
+        .to_string();
+    // From here on the simulator counts only what the driver's calls caused.
+    let reset = send(
+        "POST",
+        &format!("{}/__sim/reset-stats", d.simulator),
+        &[],
+        "",
+    )
+    .await;
+    assert!(reset.status < 300, "{}", reset.text());
 
     let started = Instant::now();
     let (code, stdout, stderr) = run(
@@ -368,6 +387,7 @@ async fn pypi_outsetapy_through_the_gateway() {
             carol.user.person_uid.clone(),
             carol.user.account_uid.clone(),
             carol_sub.clone(),
+            carol_case.clone(),
         ],
         Duration::from_secs(120),
     )
@@ -523,6 +543,18 @@ async fn pypi_outsetapy_through_the_gateway() {
         "only Alice's cases: {filtered}"
     );
     assert_eq!(filtered["count"], own_cases["count"], "{filtered}");
+    // A reply to her own case: the gateway reads the case's author first, then forwards the
+    // reply; the await bug follows. On Carol's case the read refuses it before it is sent
+    // (403, then the await bug all the same).
+    raised("support.cases.add_reply_from_client(own)", 200, AWAIT_BUG);
+    let hijack = raised("support.cases.add_reply_from_client(other)", 403, AWAIT_BUG);
+    assert_eq!(hijack["code"], "forbidden", "{hijack}");
+    assert_eq!(
+        targets(hijack),
+        [format!(
+            "/api/v1/support/cases/{carol_case}/clientresponse/hijack"
+        )]
+    );
     // Its shared default options dict: the second get_all() starts at offset 25.
     let again = works("support.cases.get_all() again");
     assert_eq!(again["count"], 0, "{again}");
@@ -555,8 +587,9 @@ async fn pypi_outsetapy_through_the_gateway() {
     assert_eq!(imp["body"], "invalid_grant", "{imp}");
 
     // What Outseta saw: exactly the calls above that the gateway let through. Carol's
-    // person, account and transactions never reached it; her subscription was read once
-    // (and withheld); her login was tried without a password.
+    // person, account and transactions never reached it, nor a reply on her case (its
+    // author was read first); her subscription was read once (and withheld); her login was
+    // tried without a password.
     let stats = sim_requests(&d).await;
     let api: serde_json::Map<String, Value> = stats
         .as_object()
@@ -582,11 +615,13 @@ async fn pypi_outsetapy_through_the_gateway() {
             "GET /api/v1/billing/transactions/{accountUid}": {"200": 1},
             "GET /api/v1/support/cases": {"200": 3},
             "POST /api/v1/support/cases": {"200": 1},
+            "GET /api/v1/support/cases/{uid}": {"200": 2},
+            "POST /api/v1/support/cases/{uid}/clientresponse/{comment}": {"200": 1},
         }),
         "{stats}"
     );
     // Every call the driver made is judged above.
-    assert_eq!(calls.len(), 30, "{:?}", calls.keys());
+    assert_eq!(calls.len(), 32, "{:?}", calls.keys());
     eprintln!("outsetapy (python) run: {elapsed:?}");
     d.shutdown().await;
 }

@@ -1,8 +1,8 @@
 """The PyPI client `outsetapy` (pinned in requirements.txt) pointed at outseta-gateway, making
 the calls a signed-in user's app would make, its bugs included (README, "outsetapy").
 
-    python3 outsetapy_driver.py <gateway-url> <email> <password> \\
-        <other-email> <other-person-uid> <other-account-uid> <other-subscription-uid>
+    python3 outsetapy_driver.py <gateway-url> <email> <password> <other-email> \\
+        <other-person-uid> <other-account-uid> <other-subscription-uid> <other-case-uid>
 
 Prints one JSON object per line, one per call:
 
@@ -100,7 +100,9 @@ def listed(items):
     return {"count": len(items), "uids": [getattr(i, "Uid", None) for i in items]}
 
 
-async def main(gateway, email, password, other_email, other_person, other_account, other_sub):
+async def main(
+    gateway, email, password, other_email, other_person, other_account, other_sub, other_case
+):
     base = gateway.rstrip("/") + "/api/v1/"  # outsetapy urljoins onto it: it must end in '/'
 
     # outsetapy's own login: it sends POST tokens, then awaits the synchronous
@@ -217,7 +219,8 @@ async def main(gateway, email, password, other_email, other_person, other_accoun
         senders = {(c.FromPerson or {}).get("Uid") for c in items}
         return {"count": len(items), "from": sorted(senders, key=str)}
 
-    await call("support.cases.get_all()", lambda: cases.get_all(), case_list)
+    own_cases, _ = await call("support.cases.get_all()", lambda: cases.get_all(), case_list)
+    own_case = own_cases[0].Uid if own_cases else "none"
     await call(
         "support.cases.get_all(FromPerson=other)",
         lambda: cases.get_all({"fields": "*,FromPerson.Uid", "FromPerson": {"Uid": other_person}}),
@@ -227,6 +230,15 @@ async def main(gateway, email, password, other_email, other_person, other_accoun
         "support.cases.add",
         lambda: cases.add({"Subject": "Hello", "Body": "<p>From outsetapy</p>", "Source": 1}),
     )
+    # The gateway reads the case's author first (`precheck`), then forwards the reply.
+    await call(
+        "support.cases.add_reply_from_client(own)",
+        lambda: cases.add_reply_from_client({"Case": {"Uid": own_case}, "Comment": "thanks"}),
+    )
+    await call(
+        "support.cases.add_reply_from_client(other)",
+        lambda: cases.add_reply_from_client({"Case": {"Uid": other_case}, "Comment": "hijack"}),
+    )
     # `options: dict = {}` is one dict shared by every call, and the first get_all() wrote
     # its next offset (25) into it: this call starts there.
     await call("support.cases.get_all() again", lambda: cases.get_all(), case_list)
@@ -235,7 +247,7 @@ async def main(gateway, email, password, other_email, other_person, other_accoun
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 8:
+    if len(sys.argv) != 9:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
     asyncio.run(main(*sys.argv[1:]))
