@@ -769,6 +769,33 @@ cache = "5m"
         assert_eq!((d.status, d.code), (Some(400), Some("bad_request")));
     }
 
+    /// outsetapy's `…?fields=*?limit=1?offset=2`: `explain` (and so `test`) reads the pairs
+    /// `serve` reads, a `?` separating them like `&`, and judges each.
+    #[test]
+    fn a_question_mark_separates_query_pairs_as_in_serve() {
+        let config =
+            Config::from_toml(include_str!("../config/gateway.toml"), "gateway.toml").unwrap();
+        let d = decide(
+            &config,
+            &probe(
+                Method::GET,
+                "/api/v1/support/cases?fields=*?FromPerson.Uid=victim?limit=1?offset=2",
+                None,
+            ),
+        );
+        assert!(d.allowed(), "{d:?}");
+        assert_eq!(
+            d.upstream.unwrap().target,
+            "/api/v1/support/cases?fields=*&limit=1&offset=2&FromPerson.Uid=P1"
+        );
+        let d = decide(
+            &config,
+            &probe(Method::GET, "/api/v1/billing/plans?limit=1?Email=x", None),
+        );
+        assert_eq!((d.status, d.code), (Some(403), Some("forbidden")), "{d:?}");
+        assert!(d.detail.as_deref().unwrap_or("").contains("Email"), "{d:?}");
+    }
+
     /// The end-to-end property on the production rules: for any request, whenever `decide`
     /// allows, what goes upstream is what the rule judged.
     mod forwarded_is_judged {
@@ -913,10 +940,14 @@ cache = "5m"
                 1 => words("10 victim Name+DESC"),
                 1 => select(&[SUB, ACCOUNT, ""]),
             ];
-            prop::collection::vec((key, value), 0..3)
-                .prop_map(|kv| {
+            // Pairs joined with `&`, or with `?` as outsetapy joins them.
+            (
+                prop::collection::vec((key, value), 0..3),
+                select(&["&", "&", "?"]),
+            )
+                .prop_map(|(kv, sep)| {
                     let pairs: Vec<String> = kv.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    pairs.join("&")
+                    pairs.join(&sep)
                 })
                 .boxed()
         }

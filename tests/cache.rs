@@ -195,6 +195,30 @@ async fn second_get_is_a_hit_without_an_upstream_call() {
     assert_eq!(env.mock.hits("/api/v1/marketing/x"), 2);
 }
 
+/// outsetapy's `?limit=10?offset=1` is forwarded as the pairs the rule judged, joined with
+/// `&`, and shares its cache entry with the same query written with `&`.
+#[tokio::test]
+async fn a_question_mark_separated_query_is_forwarded_and_cached_in_its_ampersand_form() {
+    let env = Env::new(PLAIN).await;
+    let r1 = env
+        .get("/api/v1/crm/accounts/a2?limit=10?offset=1", "u1")
+        .await;
+    assert_eq!(r1.status, 200, "{}", r1.text());
+    assert_eq!(cache_status(&r1), "outseta-gateway; fwd=miss; stored");
+    let seen: Vec<String> = env
+        .mock
+        .seen()
+        .into_iter()
+        .map(|s| s.path_and_query)
+        .collect();
+    assert_eq!(seen, ["/api/v1/crm/accounts/a2?limit=10&offset=1"]);
+    let r2 = env
+        .get("/api/v1/crm/accounts/a2?offset=1&limit=10", "u1")
+        .await;
+    assert!(cache_status(&r2).contains("hit"), "{}", cache_status(&r2));
+    assert_eq!(env.mock.hits("/api/v1/crm/accounts/a2"), 1);
+}
+
 #[tokio::test]
 async fn non_200_no_store_private_and_oversized_answers_are_not_stored() {
     let env = Env::new(PLAIN).await;

@@ -4,12 +4,17 @@
 //!
 //! - the npm `outseta-api-client` (pinned in tests/clients/package.json), driven by
 //!   tests/clients/outseta-api-client.mjs under `node`;
+//! - the PyPI `outsetapy` (pinned in tests/clients/requirements.txt), driven by
+//!   tests/clients/outsetapy_driver.py under `python3`: every call a user's app would make,
+//!   which of them work and how each of its own bugs shows (the README's table), every attempt
+//!   at another customer's data refused, and exactly what reached Outseta;
 //! - headless Chromium loading the SPA page of tests/browser/ from a listed origin (it logs in,
 //!   reads its profile and account, CORS preflights included) and from an unlisted one (the
 //!   browser refuses, nothing reaches Outseta).
 //!
-//! Without `node` + `npm ci --prefix tests/clients`, or without `chromium`, a test prints a
-//! loud SKIP and passes — unless REQUIRE_ALL=1 (`.ci/run` installs them).
+//! Without `node` + `npm ci --prefix tests/clients`, without `python3` +
+//! `python3 -m pip install -r tests/clients/requirements.txt`, or without `chromium`, a test
+//! prints a loud SKIP and passes — unless REQUIRE_ALL=1 (`.ci/run` installs them).
 
 mod support;
 
@@ -20,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use outseta_gateway::demo::{Demo, DemoUser};
 use serde_json::Value;
-use support::client::get;
+use support::client::{get, send};
 use support::demo::{start, user};
 use support::static_site::StaticSite;
 use support::tools;
@@ -285,6 +290,378 @@ async fn the_banners_npm_snippet_runs_as_printed() {
         out["uid"],
         alice.user.person_uid.as_str(),
         "{stdout}\n{stderr}"
+    );
+    d.shutdown().await;
+}
+
+/// The outsetapy version tests/clients/requirements.txt pins.
+fn outsetapy_pin() -> String {
+    let reqs = std::fs::read_to_string(Path::new(REPO).join("tests/clients/requirements.txt"))
+        .expect("tests/clients/requirements.txt");
+    reqs.lines()
+        .find_map(|l| l.trim().strip_prefix("outsetapy=="))
+        .expect("requirements.txt pins outsetapy")
+        .trim()
+        .to_string()
+}
+
+/// tests/clients when `python3` imports the pinned outsetapy; else a loud SKIP (`None`) for
+/// the test named `what`.
+fn python_client(what: &str) -> Option<PathBuf> {
+    let pin = outsetapy_pin();
+    let check = format!(
+        "import importlib.metadata as m, outsetapy; assert m.version('outsetapy') == '{pin}'"
+    );
+    let missing: Vec<String> = tools::need("python3", "apt-get install -y python3")
+        .or_else(|| {
+            (!tools::runs("python3", &["-c", &check])).then(|| {
+                format!(
+                    "python3 cannot import outsetapy {pin} (it needs Python 3.10 or later; \
+                     python3 -m pip install -r tests/clients/requirements.txt)"
+                )
+            })
+        })
+        .into_iter()
+        .collect();
+    tools::available(what, &missing).then_some(Path::new(REPO).join("tests/clients"))
+}
+
+/// The payload of a JWT, unverified (the demo minted it).
+fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).expect("a JWT");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .expect("base64url");
+    serde_json::from_slice(&bytes).expect("JSON claims")
+}
+
+/// The PyPI outsetapy, driven by tests/clients/outsetapy_driver.py as Alice: what works
+/// through the gateway, how each of its own bugs shows (README, "outsetapy"), that every
+/// attempt at Carol's data is refused, and exactly what reached Outseta.
+#[tokio::test]
+async fn pypi_outsetapy_through_the_gateway() {
+    let Some(clients) = python_client("PyPI outsetapy end to end") else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    let d = start(None).await;
+    let alice = user(&d, "alice@example.com");
+    let carol = user(&d, "carol@example.com");
+    assert_ne!(alice.user.account_uid, carol.user.account_uid);
+    let alice_sub = claims_of(&alice.token)["outseta:subscriptionUid"].clone();
+    let carol_sub = claims_of(&carol.token)["outseta:subscriptionUid"]
+        .as_str()
+        .expect("carol's subscription")
+        .to_string();
+    assert_ne!(alice_sub, carol_sub.as_str());
+    let carol_cases = get(
+        &format!("{}/api/v1/support/cases", d.gateway_url()),
+        &[("authorization", &format!("bearer {}", carol.token))],
+    )
+    .await;
+    assert_eq!(carol_cases.status, 200, "{}", carol_cases.text());
+    let carol_case = carol_cases.json()["items"][0]["Uid"]
+        .as_str()
+        .expect("carol has a case")
+        .to_string();
+    // From here on the simulator counts only what the driver's calls caused.
+    let reset = send(
+        "POST",
+        &format!("{}/__sim/reset-stats", d.simulator),
+        &[],
+        "",
+    )
+    .await;
+    assert!(reset.status < 300, "{}", reset.text());
+
+    let started = Instant::now();
+    let (code, stdout, stderr) = run(
+        "python3",
+        &[
+            clients.join("outsetapy_driver.py").display().to_string(),
+            d.gateway_url(),
+            alice.user.email.clone(),
+            alice.user.password.clone(),
+            carol.user.email.clone(),
+            carol.user.person_uid.clone(),
+            carol.user.account_uid.clone(),
+            carol_sub.clone(),
+            carol_case.clone(),
+        ],
+        Duration::from_secs(120),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let ctx = format!("exit {code}\n{stdout}\n{stderr}");
+    assert_eq!(code, 0, "{ctx}");
+    let calls: std::collections::BTreeMap<String, Value> = stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}\n{ctx}"));
+            (v["call"].as_str().expect("call").to_string(), v)
+        })
+        .collect();
+    let call = |name: &str| -> &Value {
+        calls
+            .get(name)
+            .unwrap_or_else(|| panic!("no call {name:?}\n{ctx}"))
+    };
+    // The call returned (ok) and its last request got `status`.
+    let works = |name: &str| {
+        let c = call(name);
+        assert_eq!(
+            (&c["ok"], &c["status"]),
+            (&Value::from(true), &Value::from(200)),
+            "{name}: {c}"
+        );
+        c
+    };
+    // The call raised `error…` after its last request got `status`.
+    let raised = |name: &str, status: u16, error: &str| {
+        let c = call(name);
+        assert_eq!(c["ok"], false, "{name}: {c}");
+        assert_eq!(c["status"], status, "{name}: {c}");
+        let e = c["error"].as_str().unwrap_or_default();
+        assert!(e.starts_with(error), "{name}: {e:?} is not {error:?}…\n{c}");
+        c
+    };
+    // Refused by the gateway with its problem+json `code`.
+    let refused = |name: &str, status: u16, code: &str| {
+        let c = raised(name, status, "Exception: <Response");
+        assert_eq!(c["code"], code, "{name}: {c}");
+        c
+    };
+    let targets = |c: &Value| -> Vec<String> {
+        c["exchanges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["target"].as_str().unwrap().to_string())
+            .collect()
+    };
+    const AWAIT_BUG: &str = "TypeError: object Response can't be used in 'await' expression";
+
+    // login(): the POST is sent and answered, then the await bug; no token is kept.
+    let login = raised("user.login", 200, AWAIT_BUG);
+    assert_eq!(login["token_stored"], false, "{login}");
+    // The profile, with the user's own bearer.
+    let p = works("user.profile.get()");
+    assert_eq!(p["uid"], alice.user.person_uid.as_str(), "{p}");
+    assert_eq!(p["email"], alice.user.email.as_str(), "{p}");
+    assert_eq!(p["first_name"], "Alice", "{p}");
+    assert_eq!(works("user.profile.get(fields)")["accounts"], 1);
+    // Writes are applied upstream, then the await bug.
+    raised("user.profile.update", 200, AWAIT_BUG);
+    assert_eq!(
+        works("user.profile.get() after update")["first_name"],
+        "Renamed"
+    );
+    raised("user.password.update", 200, AWAIT_BUG);
+    raised("support.cases.add", 200, AWAIT_BUG);
+
+    // Own person and account; the account only with a `fields` the rule allows.
+    assert_eq!(
+        works("crm.people.get(own)")["uid"],
+        alice.user.person_uid.as_str()
+    );
+    let bad = refused("crm.accounts.get(own)", 400, "bad_request");
+    assert!(
+        bad["body"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("\" PrimarySubscription.Uid\"")),
+        "the space in its default fields: {bad}"
+    );
+    let a = works("crm.accounts.get(own, fields)");
+    assert_eq!(a["uid"], alice.user.account_uid.as_str(), "{a}");
+    assert!(
+        a["members"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(alice.user.person_uid.as_str())),
+        "{a}"
+    );
+
+    // Plans: public. `get_all(limit=…)` builds `?limit=1?offset=1`, which the gateway reads
+    // as `&`; with limit 1 its record offsets happen to equal Outseta's page numbers, with
+    // limit 2 the second request asks for page 2 and the list comes back short.
+    assert_eq!(works("billing.plans.get_all()")["count"], 4);
+    let one = works("billing.plans.get_all(limit=1)");
+    assert_eq!(one["count"], 4, "{one}");
+    assert_eq!(
+        targets(one),
+        [
+            "/api/v1/billing/plans?limit=1",
+            "/api/v1/billing/plans?limit=1?offset=1",
+            "/api/v1/billing/plans?limit=1?offset=2",
+            "/api/v1/billing/plans?limit=1?offset=3"
+        ]
+    );
+    assert_eq!(one["uids"], works("billing.plans.get_all()")["uids"]);
+    let two = works("billing.plans.get_all(limit=2)");
+    assert_eq!(
+        two["count"], 2,
+        "2 of 4 plans: its offset counts records: {two}"
+    );
+    assert!(works("billing.plan_families.get_all")["count"].as_u64() > Some(0));
+
+    // Subscriptions: get_all sends no Authorization at all; get(uid) works.
+    let all = refused("billing.subscriptions.get_all", 401, "missing_token");
+    assert_eq!(all["exchanges"][0]["authorization"], Value::Null, "{all}");
+    let s = works("billing.subscriptions.get(own)");
+    assert_eq!(s["uid"], alice_sub, "{s}");
+    assert_eq!(s["account"]["Uid"], alice.user.account_uid.as_str(), "{s}");
+
+    // Invoices and transactions: answered, then its models cannot be built from the JSON.
+    raised(
+        "billing.invoices.get_all",
+        200,
+        "TypeError: Invoice.__init__() takes 1 positional argument",
+    );
+    let i = works("billing.invoices.get_by_id(own)");
+    assert_eq!(i["account"], alice.user.account_uid.as_str(), "{i}");
+    let t = raised(
+        "billing.transactions.get_all(own)",
+        200,
+        "TypeError: Transaction.__init__() missing 8 required positional arguments",
+    );
+    assert_eq!(
+        targets(t),
+        [format!(
+            "/api/v1/billing/transactions/{}?limit=25?offset=0",
+            alice.user.account_uid
+        )]
+    );
+
+    // Support cases: own list; a `FromPerson` filter naming Carol is replaced by Alice's.
+    let own_cases = works("support.cases.get_all()");
+    assert!(own_cases["count"].as_u64() > Some(0), "{own_cases}");
+    let filtered = works("support.cases.get_all(FromPerson=other)");
+    assert_eq!(
+        filtered["from"],
+        serde_json::json!([alice.user.person_uid]),
+        "only Alice's cases: {filtered}"
+    );
+    assert_eq!(filtered["count"], own_cases["count"], "{filtered}");
+    // A reply to her own case: the gateway reads the case's author first, then forwards the
+    // reply; the await bug follows. On Carol's case the read refuses it before it is sent
+    // (403, then the await bug all the same).
+    raised("support.cases.add_reply_from_client(own)", 200, AWAIT_BUG);
+    let hijack = raised("support.cases.add_reply_from_client(other)", 403, AWAIT_BUG);
+    assert_eq!(hijack["code"], "forbidden", "{hijack}");
+    assert_eq!(
+        targets(hijack),
+        [format!(
+            "/api/v1/support/cases/{carol_case}/clientresponse/hijack"
+        )]
+    );
+    // Its shared default options dict: the second get_all() starts at offset 25.
+    let again = works("support.cases.get_all() again");
+    assert_eq!(again["count"], 0, "{again}");
+    assert_eq!(
+        targets(again),
+        ["/api/v1/support/cases?fields=%2A?offset=25"]
+    );
+
+    // Admin listings: no rule.
+    for name in [
+        "crm.people.get_all",
+        "crm.accounts.get_all",
+        "billing.usage.get_all",
+    ] {
+        refused(name, 403, "forbidden");
+    }
+
+    // Carol's data: every attempt refused.
+    refused("crm.people.get(other)", 403, "forbidden");
+    refused("crm.accounts.get(other, fields)", 403, "forbidden");
+    refused("billing.transactions.get_all(other)", 403, "forbidden");
+    // Judged on Outseta's answer (`response_when`): asked, and the answer withheld.
+    let other_sub = refused("billing.subscriptions.get(other)", 403, "forbidden");
+    assert!(
+        !other_sub.to_string().contains(&carol.user.account_uid),
+        "{other_sub}"
+    );
+    // Impersonation: the login rule never sends the API key, so Outseta wants a password.
+    let imp = raised("user.impersonate(other)", 400, AWAIT_BUG);
+    assert_eq!(imp["body"], "invalid_grant", "{imp}");
+
+    // What Outseta saw: exactly the calls above that the gateway let through. Carol's
+    // person, account and transactions never reached it, nor a reply on her case (its
+    // author was read first); her subscription was read once (and withheld); her login was
+    // tried without a password.
+    let stats = sim_requests(&d).await;
+    let api: serde_json::Map<String, Value> = stats
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(route, _)| route.contains("/api/"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    assert_eq!(
+        Value::Object(api),
+        serde_json::json!({
+            "POST /api/v1/tokens": {"200": 2, "400": 1},
+            "GET /api/v1/profile": {"200": 3},
+            "PUT /api/v1/profile": {"200": 1},
+            "PUT /api/v1/profile/password": {"200": 1},
+            "GET /api/v1/crm/people/{uid}": {"200": 1},
+            "GET /api/v1/crm/accounts/{uid}": {"200": 1},
+            "GET /api/v1/billing/plans": {"200": 7},
+            "GET /api/v1/billing/planfamilies": {"200": 1},
+            "GET /api/v1/billing/subscriptions/{uid}": {"200": 2},
+            "GET /api/v1/billing/invoices": {"200": 1},
+            "GET /api/v1/billing/invoices/{uid}": {"200": 1},
+            "GET /api/v1/billing/transactions/{accountUid}": {"200": 1},
+            "GET /api/v1/support/cases": {"200": 3},
+            "POST /api/v1/support/cases": {"200": 1},
+            "GET /api/v1/support/cases/{uid}": {"200": 2},
+            "POST /api/v1/support/cases/{uid}/clientresponse/{comment}": {"200": 1},
+        }),
+        "{stats}"
+    );
+    // Every call the driver made is judged above.
+    assert_eq!(calls.len(), 32, "{:?}", calls.keys());
+    eprintln!("outsetapy (python) run: {elapsed:?}");
+    d.shutdown().await;
+}
+
+/// The README's outsetapy snippet runs as printed, with the demo gateway's address for
+/// `127.0.0.1:8080`: Alice reads her own person and is refused Carol's.
+#[tokio::test]
+async fn the_readmes_outsetapy_snippet_runs_as_printed() {
+    if python_client("the README's outsetapy snippet").is_none() {
+        return;
+    }
+    let readme = std::fs::read_to_string(Path::new(REPO).join("README.md")).unwrap();
+    let snippet: String = readme
+        .lines()
+        .skip_while(|l| *l != "```python")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(snippet.contains("OutsetaApiClient"), "{snippet}");
+    let _serial = SERIAL.lock().await;
+    let d = start(None).await;
+    let alice = user(&d, "alice@example.com");
+    let carol = user(&d, "carol@example.com");
+    assert!(
+        snippet.contains(&format!("\"{}\"", carol.user.person_uid)),
+        "{snippet}"
+    );
+    let script = snippet.replace("http://127.0.0.1:8080", &d.gateway_url());
+    let (code, stdout, stderr) = run(
+        "python3",
+        &["-c".to_string(), script],
+        Duration::from_secs(60),
+    )
+    .await;
+    assert_eq!(code, 0, "{stdout}\n{stderr}\n{snippet}");
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [alice.user.email.as_str(), "403"],
+        "{stderr}"
     );
     d.shutdown().await;
 }

@@ -6,6 +6,13 @@
 //! - `serialize` is the only encoder; the query forwarded upstream is `serialize()` of the
 //!   pairs the rule judged, so what was checked is exactly what is sent.
 //! - `parse(serialize(q)) == q` for any pairs.
+//! - A raw `?` inside the query separates pairs as `&` does (`limit=10?offset=1` is `limit=10`
+//!   and `offset=1`): the PyPI client `outsetapy` appends `?` + its parameters once per
+//!   parameter. This widens nothing: `parse(raw)` is the old parse of `raw` with every `?`
+//!   written `&`, so every pair a client can produce this way it could already produce with
+//!   `&`, and each is judged by the rule's `query_allow`/`query_set` the same. A literal `?`
+//!   in a value is `%3F`, which `serialize` always writes, so the forwarded query has no raw
+//!   `?`. `serve`, `explain`, `test` and the cache key all read this one parse.
 //! - An allow-list entry ending in `__*` (`Created__*`) allows the key itself and the key with
 //!   each of Outseta's comparison suffixes ([`OPERATOR_SUFFIXES`]); [`Query::remove_forced`]
 //!   removes a key together with those suffixed forms.
@@ -43,14 +50,24 @@ pub struct Query {
 }
 
 impl Query {
-    /// Parses `application/x-www-form-urlencoded` pairs (`+` is a space). Empty pairs are
-    /// skipped; a key without `=` has an empty value. Invalid UTF-8 is replaced (U+FFFD).
+    /// Parses `application/x-www-form-urlencoded` pairs (`+` is a space), with a raw `?`
+    /// separating pairs as `&` does (see the module docs). Empty pairs are skipped; a key
+    /// without `=` has an empty value. Invalid UTF-8 is replaced (U+FFFD).
     pub fn parse(raw: Option<&str>) -> Self {
         let pairs = match raw {
             None | Some("") => Vec::new(),
-            Some(raw) => form_urlencoded::parse(raw.as_bytes())
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect(),
+            Some(raw) => {
+                // `?` is one byte and never part of an escape (`%3F` is), so rewriting it
+                // to `&` splits exactly there and nowhere else.
+                let raw: std::borrow::Cow<'_, str> = if raw.contains('?') {
+                    raw.replace('?', "&").into()
+                } else {
+                    raw.into()
+                };
+                form_urlencoded::parse(raw.as_bytes())
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect()
+            }
         };
         Self { pairs }
     }
@@ -150,11 +167,64 @@ mod tests {
         );
     }
 
+    fn pairs(q: &Query) -> Vec<(&str, &str)> {
+        q.pairs()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     #[test]
-    fn outsetapy_double_question_mark_stays_one_value() {
+    fn a_question_mark_separates_pairs_like_an_ampersand() {
+        // outsetapy 0.1.5 builds `…/billing/plans?limit=10?offset=1`.
         let q = Query::parse(Some("limit=10?offset=1"));
-        assert_eq!(q.pairs().len(), 1);
-        assert_eq!(q.first("limit"), Some("10?offset=1"));
+        assert_eq!(pairs(&q), [("limit", "10"), ("offset", "1")]);
+        assert_eq!(q.serialize().as_deref(), Some("limit=10&offset=1"));
+        let q = Query::parse(Some("fields=*?FromPerson.Uid=P1?limit=1&offset=2"));
+        assert_eq!(
+            pairs(&q),
+            [
+                ("fields", "*"),
+                ("FromPerson.Uid", "P1"),
+                ("limit", "1"),
+                ("offset", "2")
+            ]
+        );
+        // Leading, doubled and trailing `?` leave empty pairs, which are skipped.
+        let q = Query::parse(Some("?limit=1??offset=2?"));
+        assert_eq!(pairs(&q), [("limit", "1"), ("offset", "2")]);
+        // `?` inside a key or after the first `=` splits too: there is no other reading.
+        let q = Query::parse(Some("a?b=c=d?e"));
+        assert_eq!(pairs(&q), [("a", ""), ("b", "c=d"), ("e", "")]);
+    }
+
+    #[test]
+    fn an_encoded_question_mark_stays_in_its_value_and_is_forwarded_encoded() {
+        let q = Query::parse(Some("q=why%3Foffset%3D1&limit=1"));
+        assert_eq!(pairs(&q), [("q", "why?offset=1"), ("limit", "1")]);
+        let ser = q.serialize().unwrap();
+        assert_eq!(ser, "q=why%3Foffset%3D1&limit=1");
+        assert!(!ser.contains('?'));
+        assert_eq!(Query::parse(Some(&ser)), q);
+    }
+
+    #[test]
+    fn every_pair_split_at_a_question_mark_is_judged() {
+        // A key smuggled after `?` is an ordinary key: refused by the allow-list, removed by
+        // a forced key in any spelling or comparison form.
+        let allowed = vec!["fields".to_string(), "limit".to_string()];
+        let q = Query::parse(Some("fields=*?Email=someone@example.com"));
+        assert_eq!(q.first_disallowed(&allowed), Some("Email"));
+        let mut q = Query::parse(Some(
+            "limit=1?Account.Uid=theirs?account.uid__ne=mine&fields=*?ACCOUNT.UID=x",
+        ));
+        q.remove_forced("Account.Uid");
+        assert_eq!(q.first_disallowed(&allowed), None);
+        q.push("Account.Uid", "mine");
+        assert_eq!(
+            q.serialize().as_deref(),
+            Some("limit=1&fields=*&Account.Uid=mine")
+        );
     }
 
     #[test]
@@ -281,15 +351,15 @@ mod tests {
     }
 
     /// `application/x-www-form-urlencoded` decoding written out independently of
-    /// `form_urlencoded`: pairs split on `&` (empty ones skipped), key and value on the first
-    /// `=`, `+` is a space, escapes decoded, invalid UTF-8 replaced.
+    /// `form_urlencoded`: pairs split on `&` and on `?` (empty ones skipped), key and value on
+    /// the first `=`, `+` is a space, escapes decoded, invalid UTF-8 replaced.
     fn reference_pairs(raw: &str) -> Vec<(String, String)> {
         let decode = |s: &str| {
             let bytes: Vec<u8> =
                 percent_encoding::percent_decode_str(&s.replace('+', " ")).collect();
             String::from_utf8_lossy(&bytes).into_owned()
         };
-        raw.split('&')
+        raw.split(['&', '?'])
             .filter(|p| !p.is_empty())
             .map(|p| {
                 let (k, v) = p.split_once('=').unwrap_or((p, ""));
@@ -310,6 +380,7 @@ mod tests {
             prop_assert_eq!(q.pairs(), &reference_pairs(&raw)[..], "raw {:?}", raw);
             let ser = q.serialize();
             prop_assert_eq!(ser.is_none(), q.is_empty());
+            prop_assert!(!ser.as_deref().unwrap_or("").contains('?'), "{:?}", ser);
             let back = Query::parse(ser.as_deref());
             prop_assert_eq!(&back, &q, "raw {:?} serialised {:?}", raw, ser);
             prop_assert_eq!(back.serialize(), ser.clone());

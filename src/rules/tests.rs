@@ -441,3 +441,30 @@ precheck = {pre}
         assert!(e.contains("precheck") && e.contains(says), "{bad}: {e}");
     }
 }
+
+/// outsetapy's `…?limit=10?offset=1`: each pair after a `?` is judged like one after `&` —
+/// allowed keys pass, forced keys win, anything else is refused.
+#[test]
+fn pairs_after_a_question_mark_are_judged_like_any_other() {
+    let rs = set();
+    assert_eq!(
+        decide(
+            &rs,
+            "GET",
+            "/api/v1/billing/subscriptions?limit=10?offset=1"
+        ),
+        Ok((1, Some("limit=10&offset=1&Account.Uid=acct".into())))
+    );
+    assert_eq!(
+        decide(
+            &rs,
+            "GET",
+            "/api/v1/billing/subscriptions?limit=1?Account.Uid=theirs?account.uid__ne=acct"
+        ),
+        Ok((1, Some("limit=1&Account.Uid=acct".into())))
+    );
+    assert!(matches!(
+        decide(&rs, "GET", "/api/v1/billing/subscriptions?limit=1?Email=x"),
+        Err(Denial::QueryNotAllowed { .. })
+    ));
+}

@@ -221,6 +221,35 @@ upstream = "GET /api/v1/billing/subscriptions?limit=5"
     );
 }
 
+/// A case's request is read as `serve` reads it: outsetapy's `?limit=5?Account.Uid=A2` is two
+/// pairs, judged and forwarded joined with `&`.
+#[test]
+fn a_question_mark_in_a_cases_query_separates_pairs() {
+    assert_eq!(
+        verdict(&format!(
+            r#"[[case]]
+name = "outsetapy-style query"
+{ALICE}
+request = "GET /api/v1/billing/subscriptions?limit=5?Account.Uid=A2"
+expect = "allow"
+upstream = "GET /api/v1/billing/subscriptions?limit=5&Account.Uid=A1"
+"#
+        )),
+        Ok(())
+    );
+    assert_eq!(
+        verdict(&format!(
+            r#"[[case]]
+name = "a key after `?` is judged"
+{ALICE}
+request = "GET /api/v1/billing/subscriptions?limit=5?Email=x"
+expect = "forbidden"
+"#
+        )),
+        Ok(())
+    );
+}
+
 #[test]
 fn bodies_compare_as_json_values() {
     let text = |body: &str, up: &str, expect: &str| {
