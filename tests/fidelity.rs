@@ -131,6 +131,13 @@ async fn comparison_filters_and_trailing_slashes_work_on_own_data_only() {
     .await;
     assert_eq!(probe.status, 403, "{}", probe.text());
 
+    // The path without its trailing slash first: the slashed one is the same cache entry.
+    let bare = get(
+        &format!("{gw}/api/v1/crm/people/{}", alice.user.person_uid),
+        &[("authorization", &auth)],
+    )
+    .await;
+    assert_eq!(bare.status, 200, "{}", bare.text());
     let slash = get(
         &format!("{gw}/api/v1/crm/people/{}/", alice.user.person_uid),
         &[("authorization", &auth)],
@@ -138,6 +145,8 @@ async fn comparison_filters_and_trailing_slashes_work_on_own_data_only() {
     .await;
     assert_eq!(slash.status, 200, "{}", slash.text());
     assert_eq!(slash.json()["Uid"], alice.user.person_uid.as_str());
+    let status = slash.header("cache-status").unwrap_or_default();
+    assert!(status.contains("; hit"), "{status}");
     let carol = user(&d, "carol@example.com");
     let other = get(
         &format!("{gw}/api/v1/crm/people/{}/", carol.user.person_uid),
