@@ -68,7 +68,6 @@ fn request(snap: &Arc<Snapshot>, uid: &str) -> Planned {
     let mut req = Request::new(body::empty());
     *req.uri_mut() = path.parse().unwrap();
     req.extensions_mut().insert(RequestContext {
-        snapshot: Some(snap.clone()),
         deadline: Some(Deadline((Instant::now() + Duration::from_secs(30)).into())),
         ..RequestContext::default()
     });

@@ -47,7 +47,6 @@ fn request(snap: &Arc<Snapshot>, deadline: Duration) -> Planned {
     let mut req = Request::new(body::empty());
     *req.uri_mut() = path.parse().expect("uri");
     req.extensions_mut().insert(RequestContext {
-        snapshot: Some(snap.clone()),
         deadline: Some(Deadline((Instant::now() + deadline).into())),
         ..RequestContext::default()
     });

@@ -12,11 +12,11 @@ use std::convert::Infallible;
 use std::sync::{Arc, LazyLock};
 use std::time::Instant;
 
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use metrics::Gauge;
 use tower::Service;
 
-use super::context::{Decision, Trail, context, context_mut};
+use super::context::{Decision, Loaded, Trail, context, context_mut};
 use super::finish::{Finish, Finishing};
 use super::step::{Around, AroundLayer};
 use crate::body::Body;
@@ -39,22 +39,22 @@ fn decision(code: Option<ProblemCode>, recorded: Decision) -> Decision {
     }
 }
 
-impl<S> Around<S, Request<Body>> for AccessLog
+impl<S> Around<S, Loaded> for AccessLog
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S: Service<Loaded, Response = Response<Body>, Error = Infallible>,
 {
-    type Next = Request<Body>;
+    type Next = Loaded;
     type Future = Finishing<S::Future, Done>;
 
-    fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, mut req: Loaded) -> Self::Future {
         let start = Instant::now();
         let trail = Trail::default();
-        context_mut(&mut req).trail = Some(trail.clone());
+        context_mut(&mut req.req).trail = Some(trail.clone());
         // The line's request fields are copied only when the line will be written.
         let line = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| Line {
-            method: req.method().clone(),
-            path: req.uri().path().to_string(),
-            request_id: context(&req)
+            method: req.req.method().clone(),
+            path: req.req.uri().path().to_string(),
+            request_id: context(&req.req)
                 .and_then(|c| c.request_id.as_ref())
                 .map(|r| r.as_str().to_string())
                 .unwrap_or_default(),

@@ -1,8 +1,14 @@
-//! Request-scoped values that layers hand to the layers below them, all in one request
-//! extension, [`RequestContext`]: one allocation per request and one lookup per layer, where
-//! one extension per value would cost a boxed insert each and regrow the extension map.
-//! Each field is set by
-//! exactly one layer (named on the field) and only read below it.
+//! Request-scoped values that layers hand to the layers below them.
+//!
+//! - What the judgement needs travels in the request's *type*: `load_snapshot` makes a
+//!   [`Loaded`], `route` a [`Routed`], `authn` an [`Authed`], `policy` a [`Planned`], each a
+//!   superset of the one before. A layer asks for the type it needs, so a stack in the wrong
+//!   order does not compile, and no layer checks at run time that another ran.
+//! - Ambient values that have a meaning (or a default) with a layer absent — the peer, the
+//!   request id, the access line's [`Trail`], the response headers asked for below the rescue
+//!   boundary, the deadline — live in one request extension, [`RequestContext`]: one
+//!   allocation per request and one lookup per layer. Each field is set by exactly one layer
+//!   (named on the field) and only read below it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -33,8 +39,6 @@ pub struct RequestContext {
     pub client: Option<ClientAddr>,
     /// Set by `request_id`.
     pub request_id: Option<RequestId>,
-    /// The configuration the request is judged by. Set by `load_snapshot`.
-    pub snapshot: Option<Arc<Snapshot>>,
     /// Set by `access_log`.
     pub trail: Option<Trail>,
     /// Set by `rescue`.
@@ -194,6 +198,39 @@ pub struct Matched {
     pub params: Params,
     pub path: CanonPath,
     pub query: Query,
+}
+
+/// A request past `load_snapshot`: the one configuration it is judged by, whatever reload
+/// happens while it runs.
+#[derive(Debug)]
+pub struct Loaded {
+    pub req: Request<Body>,
+    pub snapshot: Arc<Snapshot>,
+}
+
+/// The HTTP request inside a request on its way through the stack, for the layers that only
+/// need the request itself (`rescue`).
+pub trait HasRequest {
+    fn http(&self) -> &Request<Body>;
+    fn http_mut(&mut self) -> &mut Request<Body>;
+}
+
+impl HasRequest for Request<Body> {
+    fn http(&self) -> &Request<Body> {
+        self
+    }
+    fn http_mut(&mut self) -> &mut Request<Body> {
+        self
+    }
+}
+
+impl HasRequest for Loaded {
+    fn http(&self) -> &Request<Body> {
+        &self.req
+    }
+    fn http_mut(&mut self) -> &mut Request<Body> {
+        &mut self.req
+    }
 }
 
 /// A request past `route`: judged by `snapshot`, matched to a rule.

@@ -19,7 +19,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tower::Service;
 
-use super::context::{Decision, context, trail};
+use super::context::{Decision, Loaded, context, trail};
 use super::finish::{Finish, Finishing};
 use super::step::{Around, AroundLayer};
 use crate::body::{self, Body};
@@ -43,29 +43,28 @@ fn request_id(req: &Request<Body>) -> String {
         .unwrap_or_default()
 }
 
-impl<S> Around<S, Request<Body>> for Cors
+impl<S> Around<S, Loaded> for Cors
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S: Service<Loaded, Response = Response<Body>, Error = Infallible>,
 {
-    type Next = Request<Body>;
+    type Next = Loaded;
     type Future =
         Either<Finishing<S::Future, AllowOrigin>, Ready<Result<Response<Body>, Infallible>>>;
 
-    fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future {
-        let Some(origin) = req.headers().get(header::ORIGIN).cloned() else {
-            return Either::Left(Finishing::plain(inner.call(req)));
+    fn around(&self, inner: &mut S, loaded: Loaded) -> Self::Future {
+        let Some(origin) = loaded.req.headers().get(header::ORIGIN).cloned() else {
+            return Either::Left(Finishing::plain(inner.call(loaded)));
         };
-        let allowed = context(&req)
-            .and_then(|c| c.snapshot.as_ref())
-            .and_then(|s| {
-                let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
-                s.cors
-                    .origins
-                    .contains(&o)
-                    .then(|| (s.cors.allow_headers.clone(), s.cors.max_age.clone()))
-            });
+        let allowed = {
+            let cors = &loaded.snapshot.cors;
+            let o = origin.to_str().unwrap_or("").to_ascii_lowercase();
+            cors.origins
+                .contains(&o)
+                .then(|| (cors.allow_headers.clone(), cors.max_age.clone()))
+        };
+        let req = &loaded.req;
         let Some((allow_headers, max_age)) = allowed else {
-            let rid = request_id(&req);
+            let rid = request_id(req);
             return Either::Right(future::ok(
                 GatewayError::ForbiddenOrigin.into_response(&rid),
             ));
@@ -75,7 +74,7 @@ where
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
         if preflight {
-            trail(&req, |t| t.decision = Decision::Preflight);
+            trail(req, |t| t.decision = Decision::Preflight);
             let mut rsp = Response::new(body::empty());
             *rsp.status_mut() = StatusCode::NO_CONTENT;
             let h = rsp.headers_mut();
@@ -94,7 +93,7 @@ where
             );
             return Either::Right(future::ok(rsp));
         }
-        Either::Left(Finishing::new(inner.call(req), AllowOrigin(origin)))
+        Either::Left(Finishing::new(inner.call(loaded), AllowOrigin(origin)))
     }
 }
 

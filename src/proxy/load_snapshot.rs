@@ -7,7 +7,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use tower::Service;
 
-use super::context::{RequestContext, context_mut};
+use super::context::{Loaded, RequestContext};
 use super::snapshot::Live;
 use super::step::{Around, AroundLayer};
 use crate::body::Body;
@@ -34,9 +34,9 @@ impl LoadSnapshotLayer {
 
 impl<S> Around<S, Request<Body>> for LoadSnapshot
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+    S: Service<Loaded, Response = Response<Body>, Error = Infallible>,
 {
-    type Next = Request<Body>;
+    type Next = Loaded;
     type Future = S::Future;
 
     fn around(&self, inner: &mut S, mut req: Request<Body>) -> Self::Future {
@@ -48,7 +48,6 @@ where
             super::client_ip::resolve(&mut ctx.client, &parts.headers, trusted);
             req = Request::from_parts(parts, body);
         }
-        context_mut(&mut req).snapshot = Some(snapshot);
-        inner.call(req)
+        inner.call(Loaded { req, snapshot })
     }
 }

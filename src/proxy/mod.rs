@@ -17,7 +17,10 @@
 //! | `cache` | after policy (the key is the judged upstream request; hits are judged too); coalesces misses, serves stale, invalidates after writes |
 //! | `forward` | terminal: budget permit (API key only), credential swap, the upstream call |
 //!
-//! Layers talk only through the request's [`context::RequestContext`].
+//! Layers talk only through the request: its type carries what the judgement needs
+//! ([`context::Loaded`] → [`context::Routed`] → [`context::Authed`] → [`context::Planned`]),
+//! its [`context::RequestContext`] extension the ambient values. Every layer is a
+//! [`step::Step`] or a [`step::Around`].
 
 pub mod access_log;
 pub mod authn;

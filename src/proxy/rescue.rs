@@ -27,7 +27,7 @@ use futures_util::future::Either;
 use http::{HeaderValue, Request, Response, Version, header};
 use tower::{Layer, Service};
 
-use super::context::{RequestId, ResponseHeaders, context_mut};
+use super::context::{HasRequest, RequestId, ResponseHeaders, context_mut};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
 
@@ -63,9 +63,10 @@ impl<S: Clone> Clone for Rescue<S> {
 
 type Failed = std::future::Ready<Result<Response<Body>, GatewayError>>;
 
-impl<S> Service<Request<Body>> for Rescue<S>
+impl<R, S> Service<R> for Rescue<S>
 where
-    S: Service<Request<Body>, Response = Response<Body>, Error = GatewayError>,
+    R: HasRequest,
+    S: Service<R, Response = Response<Body>, Error = GatewayError>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -85,15 +86,16 @@ where
         }
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
-        let ctx = context_mut(&mut req);
+    fn call(&mut self, mut req: R) -> Self::Future {
+        let http = req.http_mut();
+        let ctx = context_mut(http);
         let rid = ctx.request_id.clone();
         let extra = ResponseHeaders::default();
         ctx.response_headers = Some(extra.clone());
-        let drained = if declares_http1_body(&req) {
-            let (parts, b) = req.into_parts();
+        let drained = if declares_http1_body(http) {
+            let b = std::mem::replace(http.body_mut(), body::empty());
             let (b, drained) = body::watched(b);
-            req = Request::from_parts(parts, b);
+            *http.body_mut() = b;
             Some(drained)
         } else {
             None

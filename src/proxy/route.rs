@@ -20,7 +20,7 @@ use futures_util::future::{self, Either, Ready};
 use http::{Request, Response, header};
 use tower::Service;
 
-use super::context::{Matched, Routed, context, trail};
+use super::context::{Loaded, Matched, Routed, context, trail};
 use super::step::{Around, AroundLayer};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
@@ -62,10 +62,8 @@ pub fn no_rule(path: &CanonPath) -> GatewayError {
 }
 
 /// Matches the request; on success returns it [`Routed`], its body limited.
-pub fn route(mut req: Request<Body>) -> Result<Routed, GatewayError> {
-    let Some(snapshot) = context(&req).and_then(|c| c.snapshot.clone()) else {
-        return Err(GatewayError::Internal("no configuration snapshot".into()));
-    };
+pub fn route(loaded: Loaded) -> Result<Routed, GatewayError> {
+    let Loaded { mut req, snapshot } = loaded;
     let server = &snapshot.config.server;
     if header_bytes(&req) > server.max_header_bytes {
         return Err(GatewayError::HeadersTooLarge);
@@ -107,14 +105,14 @@ pub fn route(mut req: Request<Body>) -> Result<Routed, GatewayError> {
     })
 }
 
-impl<S> Around<S, Request<Body>> for Route
+impl<S> Around<S, Loaded> for Route
 where
     S: Service<Routed, Response = Response<Body>, Error = GatewayError>,
 {
     type Next = Routed;
     type Future = Either<S::Future, Ready<Result<Response<Body>, GatewayError>>>;
 
-    fn around(&self, inner: &mut S, req: Request<Body>) -> Self::Future {
+    fn around(&self, inner: &mut S, req: Loaded) -> Self::Future {
         match route(req) {
             Ok(req) => Either::Left(inner.call(req)),
             Err(e) => Either::Right(future::ready(Err(e))),
