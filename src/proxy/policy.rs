@@ -1,7 +1,7 @@
 //! Policy: the matched rule's conditions and rewrites, applied for this caller.
 //!
 //! # Position in the stack
-//! After auth (needs [`Caller`](super::context::Caller)); before the cache and the forwarder, so every request —
+//! After auth (needs [`Caller`]); before the cache and the forwarder, so every request —
 //! cache hits included — is judged, and `response_when` runs on every response before a
 //! byte of it is sent.
 //!
