@@ -120,6 +120,21 @@ pub enum ProblemCode {
 }
 
 impl ProblemCode {
+    /// Every code, in the order of docs/reference.md.
+    pub const ALL: [ProblemCode; 11] = [
+        Self::BadRequest,
+        Self::MissingToken,
+        Self::InvalidToken,
+        Self::Forbidden,
+        Self::NotFound,
+        Self::PayloadTooLarge,
+        Self::RateLimited,
+        Self::UpstreamBusy,
+        Self::UpstreamUnavailable,
+        Self::UpstreamTimeout,
+        Self::Internal,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::BadRequest => "bad_request",
