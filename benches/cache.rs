@@ -20,9 +20,10 @@ use outseta_gateway::cache::ResponseCache;
 use outseta_gateway::cache::entry::own;
 use outseta_gateway::cache::key;
 use outseta_gateway::cache::status::CacheStatus;
-use outseta_gateway::error::GatewayError;
 use outseta_gateway::proxy::cache::CacheLayer;
-use outseta_gateway::proxy::context::{Caller, Deadline, Matched, Plan, Planned, RequestContext};
+use outseta_gateway::proxy::context::{
+    Caller, Deadline, Failure, Matched, Plan, Planned, RequestContext,
+};
 use outseta_gateway::proxy::snapshot::Snapshot;
 use outseta_gateway::rules::Credential;
 use outseta_gateway::rules::canon::canonicalize;
@@ -110,7 +111,7 @@ fn bench_cache(c: &mut Criterion) {
         service_fn(move |_req: Planned| {
             let mut rsp = Response::new(body::full(body.clone()));
             *rsp.headers_mut() = upstream_headers();
-            async move { Ok::<_, GatewayError>(rsp) }
+            async move { Ok::<_, Failure>(rsp) }
         })
     };
     let svc = CacheLayer::new(cache.clone()).layer(upstream);
@@ -195,7 +196,7 @@ fn bench_cache(c: &mut Criterion) {
         service_fn(move |_req: Planned| {
             let mut rsp = Response::new(body::full(body.clone()));
             *rsp.headers_mut() = upstream_headers();
-            async move { Ok::<_, GatewayError>(rsp) }
+            async move { Ok::<_, Failure>(rsp) }
         })
     });
     g.bench_function("miss: layer, stored (build request, stub upstream)", |b| {

@@ -149,9 +149,17 @@ async fn start_binary(
     mock: &MockOutseta,
     extra_env: &[(&str, &str)],
 ) -> (Proc, std::net::SocketAddr, std::net::SocketAddr) {
+    start_binary_with(mock, RULES, extra_env).await
+}
+
+async fn start_binary_with(
+    mock: &MockOutseta,
+    rules: &str,
+    extra_env: &[(&str, &str)],
+) -> (Proc, std::net::SocketAddr, std::net::SocketAddr) {
     let cfg = temp_file(
         &format!("gw-{}.toml", mock.addr.port()),
-        &config_text(mock, RULES),
+        &config_text(mock, rules),
     );
     let mut env = vec![
         ("OUTSETA_API_KEY", API_KEY),
@@ -441,4 +449,84 @@ async fn serve_runs_without_transparent_huge_pages() {
             p.output()
         );
     }
+}
+
+/// The access line carries what each layer learned, on answers and on refusals alike: the
+/// rule (route), the caller (authn), the cache's verdict, Outseta's status and time (forward),
+/// the decision and the problem code.
+#[tokio::test]
+async fn access_lines_carry_what_each_layer_learned() {
+    let key = SigningKey::generate("k1");
+    let mock = MockOutseta::start(&[&key]).await;
+    let rules = r#"
+[cors]
+allowed_origins = ["https://app.example.com"]
+
+[[rule]]
+name = "read own person"
+methods = ["GET"]
+path = "/api/v1/crm/people/{uid}"
+when = "path.uid == claims.sub"
+cache = "60s"
+"#;
+    let (mut p, listen, _admin) = start_binary_with(&mock, rules, &[("RUST_LOG", "info")]).await;
+    let base = format!("http://{listen}");
+    let own = bearer(&key.token(&keys::claims(ISSUER, AUDIENCE, "u1", "acct-1")));
+    let url = format!("{base}/api/v1/crm/people/u1");
+    for want in [200, 200] {
+        assert_eq!(get(&url, &[("authorization", &own)]).await.status, want);
+    }
+    let other = get(
+        &format!("{base}/api/v1/crm/people/u2"),
+        &[("authorization", &own)],
+    )
+    .await;
+    assert_eq!(other.status, 403);
+    let mut expired = keys::claims(ISSUER, AUDIENCE, "u1", "acct-1");
+    expired["exp"] = serde_json::json!(keys::now() - 100);
+    let r = get(&url, &[("authorization", &bearer(&key.token(&expired)))]).await;
+    assert_eq!(r.status, 401);
+    let r = send(
+        "OPTIONS",
+        &url,
+        &[
+            ("origin", "https://app.example.com"),
+            ("access-control-request-method", "GET"),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 204);
+    p.signal("TERM");
+    assert_eq!(p.wait_exit(Duration::from_secs(10)).await, 0);
+    let logs = p.output();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "access")
+        .collect();
+    assert_eq!(lines.len(), 5, "{logs}");
+    let (miss, hit, denied, unauth, preflight) =
+        (&lines[0], &lines[1], &lines[2], &lines[3], &lines[4]);
+    for l in [miss, hit, denied, unauth] {
+        assert_eq!(l["rule"], "read own person", "{l}");
+    }
+    assert_eq!(miss["sub"], "u1");
+    assert_eq!(miss["decision"], "allow");
+    assert_eq!(miss["cache"], "miss");
+    assert_eq!(miss["upstream_status"], 200);
+    assert!(miss["upstream_ms"].as_f64().unwrap() > 0.0, "{miss}");
+    assert_eq!(hit["cache"], "hit");
+    assert_eq!(
+        hit["upstream_status"], 0,
+        "a hit makes no upstream call: {hit}"
+    );
+    assert_eq!(denied["sub"], "u1");
+    assert_eq!(denied["decision"], "deny");
+    assert_eq!(denied["code"], "forbidden");
+    assert_eq!(denied["status"], 403);
+    assert_eq!(unauth["sub"], "", "no caller on a refused token: {unauth}");
+    assert_eq!(unauth["code"], "invalid_token");
+    assert_eq!(preflight["decision"], "preflight");
+    assert_eq!(preflight["rule"], "");
 }

@@ -16,7 +16,7 @@ use crate::body::{self, Body};
 use crate::config::Config;
 use crate::error::GatewayError;
 use crate::proxy::cache::CacheLayer;
-use crate::proxy::context::{Caller, Deadline, Matched, Plan, Planned, RequestContext};
+use crate::proxy::context::{Caller, Deadline, Failure, Matched, Plan, Planned, RequestContext};
 use crate::proxy::snapshot::Snapshot;
 use crate::rules::Credential;
 use crate::rules::canon::canonicalize;
@@ -86,7 +86,8 @@ fn ok(body: &'static str) -> Response<Body> {
 
 type Reply = Result<Response<Body>, GatewayError>;
 
-/// A cache layer over a stub whose `n`-th call (from 0) is answered by `answer(n, req)`.
+/// A cache layer over a stub whose `n`-th call (from 0) is answered by `answer(n, req)`;
+/// failures are seen as their `GatewayError`.
 fn stack(
     cache: Arc<ResponseCache>,
     calls: Arc<AtomicUsize>,
@@ -95,10 +96,14 @@ fn stack(
 + Clone
 + Send
 + 'static {
-    CacheLayer::new(cache).layer(service_fn(move |req: Planned| {
+    let stub = service_fn(move |req: Planned| {
         let n = calls.fetch_add(1, Ordering::SeqCst);
-        answer(n, req.req)
-    }))
+        let answer = answer(n, req.req);
+        async move { answer.await.map_err(Failure::from) }
+    });
+    CacheLayer::new(cache)
+        .layer(stub)
+        .map_err(|f: Failure| f.error)
 }
 
 fn status(r: &Response<Body>) -> &str {

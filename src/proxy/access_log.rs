@@ -2,7 +2,8 @@
 //!
 //! # Position in the stack
 //! Outside CORS and the rescue boundary, so preflights and every error are logged and
-//! counted. Inner layers record what they learn into the request's [`Trail`].
+//! counted. What the layers below learned arrives with the response, as its [`Trail`]
+//! extension, which this layer takes off.
 //!
 //! The line carries the request id, method, path (never the query: Outseta's embed puts
 //! `access_token` in URLs), rule, user `sub`, decision, cache status, upstream status, budget
@@ -16,7 +17,7 @@ use http::{Method, Response};
 use metrics::Gauge;
 use tower::Service;
 
-use super::context::{Decision, Loaded, Trail, context, context_mut};
+use super::context::{Decision, Loaded, Trail, context};
 use super::finish::{Finish, Finishing};
 use super::step::{Around, AroundLayer};
 use crate::body::Body;
@@ -46,10 +47,8 @@ where
     type Next = Loaded;
     type Future = Finishing<S::Future, Done>;
 
-    fn around(&self, inner: &mut S, mut req: Loaded) -> Self::Future {
+    fn around(&self, inner: &mut S, req: Loaded) -> Self::Future {
         let start = Instant::now();
-        let trail = Trail::default();
-        context_mut(&mut req.req).trail = Some(trail.clone());
         // The line's request fields are copied only when the line will be written.
         let line = tracing::enabled!(target: "access", tracing::Level::INFO).then(|| Line {
             method: req.req.method().clone(),
@@ -64,7 +63,6 @@ where
             inner.call(req),
             Done {
                 start,
-                trail,
                 line,
                 in_flight,
             },
@@ -75,7 +73,6 @@ where
 /// What the line and the metrics need once the response is ready.
 pub struct Done {
     start: Instant,
-    trail: Trail,
     line: Option<Line>,
     in_flight: InFlight,
 }
@@ -102,13 +99,12 @@ impl Finish for Done {
     fn finish(self, rsp: &mut Response<Body>) {
         let Self {
             start,
-            trail,
             line,
             in_flight,
         } = self;
         drop(in_flight);
         let elapsed = start.elapsed();
-        let t = trail.take();
+        let t = rsp.extensions_mut().remove::<Trail>().unwrap_or_default();
         let code = rsp.extensions().get::<ProblemCode>().copied();
         let decision = decision(code, t.decision);
         let status = rsp.status().as_u16();

@@ -15,12 +15,11 @@ use std::sync::Arc;
 use http::{HeaderValue, Response, header};
 use tower::Service;
 
-use super::context::{Authed, Caller, Routed, trail};
+use super::context::{Authed, Caller, Failure, Routed, trail_of};
 use super::step::{Step, StepLayer};
 use crate::auth::verify::Verifier;
 use crate::auth::{AuthError, Principal, bearer};
 use crate::body::Body;
-use crate::error::GatewayError;
 use crate::rules::{AuthMode, Credential};
 use crate::telemetry::handles as h;
 
@@ -41,12 +40,12 @@ impl AuthnLayer {
 
 impl<S> Step<S, Routed> for Authn
 where
-    S: Service<Authed, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S: Service<Authed, Response = Response<Body>, Error = Failure> + Send + 'static,
     S::Future: Send + 'static,
 {
     type Next = Authed;
 
-    async fn run(self, mut inner: S, req: Routed) -> Result<Response<Body>, GatewayError> {
+    async fn run(self, mut inner: S, req: Routed) -> Result<Response<Body>, Failure> {
         let rule = &req.matched.rule;
         let (mode, credential) = (rule.auth, rule.credential);
         let presented = presented(req.req.headers(), mode, credential);
@@ -57,10 +56,15 @@ where
                 return Err(e.into());
             }
         };
-        if let Some(sub) = caller.principal.sub() {
-            trail(&req.req, |t| t.sub = Some(sub.clone()));
+        let sub = caller.principal.sub().cloned();
+        let mut out = inner.call(req.authed(caller)).await;
+        if let Some(sub) = sub {
+            match &mut out {
+                Ok(rsp) => trail_of(rsp).sub = Some(sub),
+                Err(f) => f.trail_mut().sub = Some(sub),
+            }
         }
-        inner.call(req.authed(caller)).await
+        out
     }
 }
 

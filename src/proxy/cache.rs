@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use http::{Method, Request, Response};
 use tower::{Service, ServiceExt};
 
-use super::context::{Deadline, Planned, RequestContext, Trail, context};
+use super::context::{Deadline, Failure, Planned, RequestContext, Trail, context, trail_of};
 use super::step::{Step, StepLayer};
 use crate::body::{self, Body};
 use crate::cache::ResponseCache;
@@ -58,7 +58,7 @@ impl CacheLayer {
 
 impl<S> Step<S, Planned> for Cache
 where
-    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S: Service<Planned, Response = Response<Body>, Error = Failure> + Send + 'static,
     S::Future: Send + 'static,
 {
     type Next = Planned;
@@ -67,7 +67,7 @@ where
         self,
         inner: S,
         req: Planned,
-    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Response<Body>, Failure>> + Send + 'static {
         handle(self.cache, inner, req)
     }
 }
@@ -76,16 +76,15 @@ async fn handle<S>(
     cache: Arc<ResponseCache>,
     inner: S,
     req: Planned,
-) -> Result<Response<Body>, GatewayError>
+) -> Result<Response<Body>, Failure>
 where
-    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S: Service<Planned, Response = Response<Body>, Error = Failure> + Send + 'static,
     S::Future: Send + 'static,
 {
     let rule = req.matched.rule.clone();
     let ext = context(&req.req);
     let cfg = &req.snapshot.config.cache;
     let ttl = rule.cache_ttl(cfg.ttl);
-    let trail = ext.and_then(|c| c.trail.clone());
 
     if req.req.method() != Method::GET {
         let targets = invalidate::is_unsafe(req.req.method()).then(|| {
@@ -104,7 +103,7 @@ where
             let status = CacheStatus::Bypass(BypassReason::Method);
             rsp.headers_mut()
                 .insert(CACHE_STATUS, status.header_value());
-            record(status, &rule.name, trail.as_ref());
+            rsp = record(status, &rule.name, rsp);
         }
         return Ok(rsp);
     }
@@ -133,8 +132,8 @@ where
             let status = CacheStatus::Hit {
                 ttl: ttl_left.as_secs(),
             };
-            record(status, &rule.name, trail.as_ref());
-            return Ok(e.respond(status.header_value(), Some(e.age(now))));
+            let rsp = e.respond(status.header_value(), Some(e.age(now)));
+            return Ok(record(status, &rule.name, rsp));
         }
         (CacheKey::new(&key), found)
     };
@@ -146,7 +145,6 @@ where
     let ctx = Ctx {
         cache,
         rule_name: rule.name.clone(),
-        trail,
         life: Lifetime {
             ttl,
             stale_window: windows.keep(),
@@ -181,7 +179,6 @@ where
 struct Ctx {
     cache: Arc<ResponseCache>,
     rule_name: Arc<str>,
-    trail: Option<Trail>,
     life: Lifetime,
     windows: Windows,
     deadline: Instant,
@@ -189,21 +186,17 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// For a background refresh: no caller, so no trail.
+    /// For a background refresh.
     fn background(&self) -> Self {
-        Self {
-            trail: None,
-            ..self.clone()
-        }
+        self.clone()
     }
 
-    fn record(&self, status: CacheStatus) {
-        record(status, &self.rule_name, self.trail.as_ref());
+    fn record(&self, status: CacheStatus, rsp: Response<Body>) -> Response<Body> {
+        record(status, &self.rule_name, rsp)
     }
 
     fn serve_stale(&self, entry: &Entry, reason: StaleReason) -> Response<Body> {
-        self.record(CacheStatus::Stale(reason));
-        stale::respond(entry, reason)
+        self.record(CacheStatus::Stale(reason), stale::respond(entry, reason))
     }
 
     /// `entry` for this caller with `status`, or the stale entry if `entry` is a 5xx/429.
@@ -211,8 +204,7 @@ impl Ctx {
         if let (Some(reason), Some(st)) = (StaleReason::from_status(entry.status), stale) {
             return self.serve_stale(st, reason);
         }
-        self.record(status);
-        entry.respond(status.header_value(), None)
+        self.record(status, entry.respond(status.header_value(), None))
     }
 
     /// An answer nobody else shares: stale if it is a 5xx/429 and a stale entry exists, else
@@ -227,21 +219,20 @@ impl Ctx {
             return self.serve_stale(st, r);
         }
         let status = CacheStatus::Bypass(reason);
-        self.record(status);
         rsp.headers_mut()
             .insert(CACHE_STATUS, status.header_value());
-        rsp
+        self.record(status, rsp)
     }
 
     /// A failed call: stale if one exists and the failure is the upstream's, else the error.
-    fn failed(
-        &self,
-        e: GatewayError,
-        stale: Option<&Entry>,
-    ) -> Result<Response<Body>, GatewayError> {
-        match (StaleReason::from_error(&e), stale) {
-            (Some(reason), Some(st)) => Ok(self.serve_stale(st, reason)),
-            _ => Err(e),
+    fn failed(&self, f: Failure, stale: Option<&Entry>) -> Result<Response<Body>, Failure> {
+        match (StaleReason::from_error(&f.error), stale) {
+            (Some(reason), Some(st)) => {
+                let mut rsp = self.serve_stale(st, reason);
+                trail_of(&mut rsp).merge(f.into_parts().1);
+                Ok(rsp)
+            }
+            _ => Err(f),
         }
     }
 
@@ -279,9 +270,9 @@ async fn miss<S>(
     req: Planned,
     key: CacheKey,
     stale: Option<Arc<Entry>>,
-) -> Result<Response<Body>, GatewayError>
+) -> Result<Response<Body>, Failure>
 where
-    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Send,
+    S: Service<Planned, Response = Response<Body>, Error = Failure> + Send,
     S::Future: Send,
 {
     let stale = stale.as_deref();
@@ -296,8 +287,8 @@ where
                         let status = CacheStatus::Hit {
                             ttl: ttl_left.as_secs(),
                         };
-                        ctx.record(status);
-                        return Ok(e.respond(status.header_value(), Some(e.age(now))));
+                        let rsp = e.respond(status.header_value(), Some(e.age(now)));
+                        return Ok(ctx.record(status, rsp));
                     }
                 }
                 return lead(ctx, inner, req, leader, key, stale).await;
@@ -312,7 +303,7 @@ where
                         return Ok(ctx.serve_stale(st, reason));
                     }
                     if let Some(retry_after) = retry_after {
-                        return Err(GatewayError::UpstreamBusy { retry_after });
+                        return Err(GatewayError::UpstreamBusy { retry_after }.into());
                     }
                     // Not poisoned: compete to lead.
                 }
@@ -325,7 +316,7 @@ where
                     };
                 }
                 None => {
-                    return ctx.failed(GatewayError::UpstreamTimeout, stale);
+                    return ctx.failed(GatewayError::UpstreamTimeout.into(), stale);
                 }
             },
         }
@@ -340,22 +331,32 @@ async fn lead<S>(
     leader: Leader,
     key: CacheKey,
     stale: Option<&Entry>,
-) -> Result<Response<Body>, GatewayError>
+) -> Result<Response<Body>, Failure>
 where
-    S: Service<Planned, Response = Response<Body>, Error = GatewayError>,
+    S: Service<Planned, Response = Response<Body>, Error = Failure>,
 {
     ctx.count_miss();
     let since = ctx.cache.store().seq();
-    let result = inner.oneshot(req).await;
+    // The upstream call's trail goes to this caller's answer, whatever the cache makes of it.
+    let (result, upstream) = match inner.oneshot(req).await {
+        Ok(mut rsp) => {
+            let t = rsp.extensions_mut().remove::<Trail>().unwrap_or_default();
+            (Ok(rsp), t)
+        }
+        Err(f) => {
+            let (error, trail, _) = f.into_parts();
+            (Err(error), trail)
+        }
+    };
     let key_len = key.as_str().len();
-    match settle(ctx.cache.store(), key_len, result, ctx.life, ctx.deadline).await {
+    let out = match settle(ctx.cache.store(), key_len, result, ctx.life, ctx.deadline).await {
         Fetched::Failed(e) => {
             publish_failure(leader, &e);
-            ctx.failed(e, stale)
+            return ctx.failed(Failure::with_trail(e, upstream), stale);
         }
         Fetched::Streamed(rsp) => {
             leader.give_up();
-            Ok(ctx.pass(rsp, BypassReason::TooLarge, stale))
+            ctx.pass(rsp, BypassReason::TooLarge, stale)
         }
         Fetched::Buffered(entry, storable) => {
             let status = match storable {
@@ -367,9 +368,12 @@ where
                 Err(reason) => CacheStatus::Bypass(reason),
             };
             leader.finish(entry.clone());
-            Ok(ctx.answer(&entry, status, stale))
+            ctx.answer(&entry, status, stale)
         }
-    }
+    };
+    let mut out = out;
+    trail_of(&mut out).merge(upstream);
+    Ok(out)
 }
 
 /// After a background refresh that did not store, the stale entry is not refreshed again for
@@ -386,7 +390,7 @@ fn spawn_refresh<S>(
     key: CacheKey,
     old: Arc<Entry>,
 ) where
-    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Send + 'static,
+    S: Service<Planned, Response = Response<Body>, Error = Failure> + Send + 'static,
     S::Future: Send + 'static,
 {
     let Planned {
@@ -399,7 +403,6 @@ fn spawn_refresh<S>(
     let (mut parts, _body) = req.into_parts();
     let deadline = Instant::now() + ctx.request_timeout;
     let rc = parts.extensions.get_or_insert_default::<RequestContext>();
-    rc.trail = None;
     rc.deadline = Some(Deadline(deadline.into()));
     let req = Planned {
         req: Request::from_parts(parts, body::empty()),
@@ -411,7 +414,7 @@ fn spawn_refresh<S>(
     tokio::spawn(async move {
         let since = ctx.cache.store().seq();
         let result = match tokio::time::timeout_at(deadline.into(), inner.oneshot(req)).await {
-            Ok(r) => r,
+            Ok(r) => r.map_err(|f| f.error),
             Err(_) => Err(GatewayError::UpstreamTimeout),
         };
         let key_len = key.as_str().len();
@@ -446,10 +449,9 @@ fn spawn_refresh<S>(
     });
 }
 
-/// Counts `status` and records it in the request's trail (the access line's `cache` label).
-fn record(status: CacheStatus, rule: &Arc<str>, trail: Option<&Trail>) {
+/// Counts `status` and puts it on the answer's trail (the access line's `cache` label).
+fn record(status: CacheStatus, rule: &Arc<str>, mut rsp: Response<Body>) -> Response<Body> {
     status.count(rule);
-    if let Some(t) = trail {
-        t.update(|t| t.cache = Some(status.label()));
-    }
+    trail_of(&mut rsp).cache = Some(status.label());
+    rsp
 }

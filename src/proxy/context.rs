@@ -5,19 +5,22 @@
 //!   superset of the one before. A layer asks for the type it needs, so a stack in the wrong
 //!   order does not compile, and no layer checks at run time that another ran.
 //! - Ambient values that have a meaning (or a default) with a layer absent — the peer, the
-//!   request id, the access line's [`Trail`], the response headers asked for below the rescue
-//!   boundary, the deadline — live in one request extension, [`RequestContext`]: one
+//!   request id, the deadline — live in one request extension, [`RequestContext`]: one
 //!   allocation per request and one lookup per layer. Each field is set by exactly one layer
 //!   (named on the field) and only read below it.
+//! - What layers learn travels back up with the answer, never through shared state: the
+//!   access line's [`Trail`] in the response's extensions, and below the rescue boundary, on
+//!   an error, in the [`Failure`].
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
 
 use crate::auth::Principal;
 use crate::body::Body;
+use crate::error::GatewayError;
 use crate::limits::key::UserKey;
 use crate::rules::canon::CanonPath;
 use crate::rules::query::Query;
@@ -39,10 +42,6 @@ pub struct RequestContext {
     pub client: Option<ClientAddr>,
     /// Set by `request_id`.
     pub request_id: Option<RequestId>,
-    /// Set by `access_log`.
-    pub trail: Option<Trail>,
-    /// Set by `rescue`.
-    pub response_headers: Option<ResponseHeaders>,
     /// Set by `timeout`.
     pub deadline: Option<Deadline>,
 }
@@ -77,118 +76,12 @@ pub struct ClientAddr(pub SocketAddr);
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline(pub tokio::time::Instant);
 
-/// Headers that layers below the rescue boundary want on the final response, whether it is
-/// a success or an error (e.g. `RateLimit`). `rescue` applies them.
-///
-/// A short list, not a `HeaderMap`: a request records two or three fields, and a map would
-/// hash and allocate its tables on every request for that.
-#[derive(Debug, Clone, Default)]
-pub struct ResponseHeaders(Arc<Mutex<Vec<Recorded>>>);
-
-#[derive(Debug)]
-struct Recorded {
-    name: HeaderName,
-    value: HeaderValue,
-    /// Only if nothing below set the field.
-    default: bool,
-}
-
-impl ResponseHeaders {
-    /// `name` on the final response, replacing any value it has.
-    pub fn insert(&self, name: HeaderName, value: HeaderValue) {
-        self.record(name, value, false);
-    }
-
-    /// `name` on the final response only if nothing below set it (e.g. `Cache-Status` on the
-    /// errors of a cacheable rule, which the cache layer did not answer).
-    pub fn insert_default(&self, name: HeaderName, value: HeaderValue) {
-        self.record(name, value, true);
-    }
-
-    /// A later record of the same name and kind replaces the earlier one.
-    fn record(&self, name: HeaderName, value: HeaderValue, default: bool) {
-        if let Ok(mut list) = self.0.lock() {
-            match list
-                .iter_mut()
-                .find(|r| r.default == default && r.name == name)
-            {
-                Some(r) => r.value = value,
-                // (a Vec's first allocation already holds four)
-                None => list.push(Recorded {
-                    name,
-                    value,
-                    default,
-                }),
-            }
-        }
-    }
-
-    /// Moves the recorded headers onto `to`: the set ones replace same-named headers, the
-    /// defaults fill in missing ones.
-    pub fn apply(&self, to: &mut HeaderMap) {
-        if let Ok(mut list) = self.0.lock() {
-            for r in std::mem::take(&mut *list) {
-                if !r.default || !to.contains_key(&r.name) {
-                    to.insert(r.name, r.value);
-                }
-            }
-        }
-    }
-}
-
 /// Who the request counts against ([`UserKey`]): the caller's `sub`, else the client's IP.
 pub fn user_key(caller: Option<&Caller>, addr: Option<&ClientAddr>) -> UserKey {
     UserKey::of(
         caller.and_then(|c| c.principal.sub().cloned()),
         addr.map(|a| a.0.ip()),
     )
-}
-
-#[cfg(test)]
-mod response_headers_tests {
-    use super::*;
-
-    #[test]
-    fn set_headers_replace_and_defaults_only_fill_in() {
-        let extra = ResponseHeaders::default();
-        extra.insert(
-            HeaderName::from_static("a"),
-            HeaderValue::from_static("set"),
-        );
-        extra.insert_default(
-            HeaderName::from_static("a"),
-            HeaderValue::from_static("default"),
-        );
-        extra.insert_default(
-            HeaderName::from_static("b"),
-            HeaderValue::from_static("default"),
-        );
-        extra.insert_default(
-            HeaderName::from_static("c"),
-            HeaderValue::from_static("default"),
-        );
-        extra.insert(
-            HeaderName::from_static("d"),
-            HeaderValue::from_static("first"),
-        );
-        extra.insert(
-            HeaderName::from_static("d"),
-            HeaderValue::from_static("second"),
-        );
-        let mut h = HeaderMap::new();
-        h.insert("a", HeaderValue::from_static("below"));
-        h.insert("b", HeaderValue::from_static("below"));
-        h.insert("d", HeaderValue::from_static("below"));
-        extra.apply(&mut h);
-        assert_eq!(h["a"], "set");
-        assert_eq!(h["b"], "below");
-        assert_eq!(h["c"], "default");
-        assert_eq!(h.get_all("d").iter().collect::<Vec<_>>(), ["second"]);
-        // applied once: the list is emptied
-        let mut again = HeaderMap::new();
-        extra.apply(&mut again);
-        assert!(again.is_empty());
-    }
 }
 
 /// The matched rule, and what routing read off the request for it.
@@ -336,9 +229,11 @@ impl Decision {
     }
 }
 
-/// Facts recorded along the way for the one access line per request.
-#[derive(Debug, Default)]
-pub struct TrailData {
+/// What the layers learned about a request, for its one access line. It travels back up with
+/// the answer — in the response's extensions ([`trail_of`]), or in the [`Failure`] below the
+/// rescue boundary — and the access log takes it off the final response.
+#[derive(Debug, Clone, Default)]
+pub struct Trail {
     pub rule: Option<Arc<str>>,
     pub sub: Option<Arc<str>>,
     pub decision: Decision,
@@ -348,29 +243,77 @@ pub struct TrailData {
     pub upstream_latency: Option<Duration>,
 }
 
-/// A shared handle on the request's [`TrailData`].
-#[derive(Debug, Clone, Default)]
-pub struct Trail(Arc<Mutex<TrailData>>);
+/// The trail on `rsp`, created empty on first use.
+pub fn trail_of(rsp: &mut Response<Body>) -> &mut Trail {
+    rsp.extensions_mut().get_or_insert_default::<Trail>()
+}
 
 impl Trail {
-    pub fn update(&self, f: impl FnOnce(&mut TrailData)) {
-        if let Ok(mut d) = self.0.lock() {
-            f(&mut d);
-        }
-    }
-
-    pub fn take(&self) -> TrailData {
-        self.0
-            .lock()
-            .map(|mut d| std::mem::take(&mut *d))
-            .unwrap_or_default()
+    /// Fills in what `other` knows and this trail does not.
+    pub fn merge(&mut self, other: Trail) {
+        self.rule = self.rule.take().or(other.rule);
+        self.sub = self.sub.take().or(other.sub);
+        self.cache = self.cache.or(other.cache);
+        self.upstream_status = self.upstream_status.or(other.upstream_status);
+        self.budget_wait = self.budget_wait.or(other.budget_wait);
+        self.upstream_latency = self.upstream_latency.or(other.upstream_latency);
     }
 }
 
-/// Records into the request's trail, if it has one.
-pub fn trail<B>(req: &http::Request<B>, f: impl FnOnce(&mut TrailData)) {
-    if let Some(t) = context(req).and_then(|c| c.trail.as_ref()) {
-        t.update(f);
+/// The error of the layers below the rescue boundary: the [`GatewayError`] to answer with,
+/// what the layers it passed learned ([`Trail`]), and headers they want on the answer whatever
+/// it is (the per-user `RateLimit` fields, `Cache-Status` of a cacheable rule). `rescue`
+/// turns it into the problem+json response; nothing else does.
+#[derive(Debug)]
+pub struct Failure {
+    pub error: GatewayError,
+    /// Boxed, and only once a layer adds something: most refusals carry nothing more, and a
+    /// `Result` with a large error makes every layer's future larger.
+    learned: Option<Box<Learned>>,
+}
+
+#[derive(Debug, Default)]
+struct Learned {
+    trail: Trail,
+    headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Failure {
+    /// `error`, with what the call that failed learned.
+    pub fn with_trail(error: GatewayError, trail: Trail) -> Self {
+        Self {
+            error,
+            learned: Some(Box::new(Learned {
+                trail,
+                headers: Vec::new(),
+            })),
+        }
+    }
+
+    pub fn trail_mut(&mut self) -> &mut Trail {
+        &mut self.learned.get_or_insert_default().trail
+    }
+
+    /// Adds `name: value` to the answer (replacing an earlier value of the same name).
+    pub fn header(&mut self, name: HeaderName, value: HeaderValue) {
+        let headers = &mut self.learned.get_or_insert_default().headers;
+        headers.retain(|(n, _)| *n != name);
+        headers.push((name, value));
+    }
+
+    /// The error, the trail and the headers.
+    pub fn into_parts(self) -> (GatewayError, Trail, Vec<(HeaderName, HeaderValue)>) {
+        let learned = self.learned.map(|l| *l).unwrap_or_default();
+        (self.error, learned.trail, learned.headers)
+    }
+}
+
+impl<E: Into<GatewayError>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Self {
+            error: e.into(),
+            learned: None,
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use tower::Service;
 
-use super::context::{Decision, Loaded, context, trail};
+use super::context::{Decision, Loaded, context, trail_of};
 use super::finish::{Finish, Finishing};
 use super::step::{Around, AroundLayer};
 use crate::body::{self, Body};
@@ -74,8 +74,8 @@ where
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
         if preflight {
-            trail(req, |t| t.decision = Decision::Preflight);
             let mut rsp = Response::new(body::empty());
+            trail_of(&mut rsp).decision = Decision::Preflight;
             *rsp.status_mut() = StatusCode::NO_CONTENT;
             let h = rsp.headers_mut();
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);

@@ -1,7 +1,9 @@
 //! The response future of a layer that only adds to the inner response: it polls the inner
 //! future and, once it is ready, runs the layer's [`Finish`] step on the response exactly
-//! once. Used by `request_id` (echo the id), `access_log` (line and metrics) and `cors`
-//! (allow-origin headers), so none of them boxes a future per request.
+//! once. Used by `request_id` (echo the id), `access_log` (line and metrics), `cors`
+//! (allow-origin headers), `route` (the rule on the trail) and `user_limit` (`RateLimit`
+//! fields), so none of them boxes a future per request. Below the rescue boundary the step
+//! also sees an error on its way up ([`Finish::fail`]).
 //!
 //! If the future is dropped before the inner one is ready (the client went away), the step is
 //! dropped without running; steps that must always end something do it in their `Drop`.
@@ -15,9 +17,15 @@ use http::Response;
 
 use crate::body::Body;
 
-/// What a layer does to the inner response once it is ready.
-pub trait Finish {
+/// What a layer does to the inner outcome once it is ready: to a response, or (below the
+/// rescue boundary, `E` = [`Failure`](super::context::Failure)) to an error.
+pub trait Finish<E = Infallible> {
     fn finish(self, rsp: &mut Response<Body>);
+    fn fail(self, _error: &mut E)
+    where
+        Self: Sized,
+    {
+    }
 }
 
 pin_project_lite::pin_project! {
@@ -43,19 +51,22 @@ impl<F, D> Finishing<F, D> {
     }
 }
 
-impl<F, D> Future for Finishing<F, D>
+impl<F, D, E> Future for Finishing<F, D>
 where
-    F: Future<Output = Result<Response<Body>, Infallible>>,
-    D: Finish,
+    F: Future<Output = Result<Response<Body>, E>>,
+    D: Finish<E>,
 {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Ok(mut rsp) = std::task::ready!(this.inner.poll(cx));
+        let mut out = std::task::ready!(this.inner.poll(cx));
         if let Some(step) = this.step.take() {
-            step.finish(&mut rsp);
+            match &mut out {
+                Ok(rsp) => step.finish(rsp),
+                Err(e) => step.fail(e),
+            }
         }
-        Poll::Ready(Ok(rsp))
+        Poll::Ready(out)
     }
 }

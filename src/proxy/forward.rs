@@ -31,7 +31,7 @@ use http::{HeaderValue, Method, Request, Response, StatusCode, Uri, header};
 use http_body::Body as _;
 use tower::Service;
 
-use super::context::{Caller, Plan, Planned, Trail, context, user_key};
+use super::context::{Caller, Failure, Plan, Planned, Trail, context, trail_of, user_key};
 use super::request_id::X_REQUEST_ID;
 use super::snapshot::Snapshot;
 use crate::body::{self, Body};
@@ -150,16 +150,39 @@ impl Forward {
 
 impl Service<Planned> for Forward {
     type Response = Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+    type Error = Failure;
+    type Future = BoxFuture<'static, Result<Response<Body>, Failure>>;
 
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Planned) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
+            // What this call learns, for the access line: on the answer, or on the failure.
+            let mut trail = Trail::default();
+            let out = this.forward(req, &mut trail).await;
+            match out {
+                Ok(mut rsp) => {
+                    trail_of(&mut rsp).merge(trail);
+                    Ok(rsp)
+                }
+                Err(error) => Err(Failure::with_trail(error, trail)),
+            }
+        })
+    }
+}
+
+impl Forward {
+    /// The budget permit, the credential swap and the upstream call, with retries after a 429.
+    async fn forward(
+        &self,
+        req: Planned,
+        trail: &mut Trail,
+    ) -> Result<Response<Body>, GatewayError> {
+        let this = self;
+        {
             let Planned {
                 req,
                 snapshot,
@@ -169,7 +192,6 @@ impl Service<Planned> for Forward {
             } = req;
             let ext = context(&req);
             let request_id = ext.and_then(|c| c.request_id.clone());
-            let trail = ext.and_then(|c| c.trail.clone());
             let user = user_key(Some(&caller), ext.and_then(|c| c.client.as_ref()));
             let deadline = ext.and_then(|c| c.deadline).map_or_else(
                 || {
@@ -199,9 +221,7 @@ impl Service<Planned> for Forward {
                     if let Ok(g) = &granted {
                         waited += g.waited;
                     }
-                    if let Some(t) = &trail {
-                        t.update(|t| t.budget_wait = Some(waited));
-                    }
+                    trail.budget_wait = Some(waited);
                     if let Err(busy) = granted {
                         return Err(GatewayError::UpstreamBusy {
                             retry_after: busy.retry_after,
@@ -216,9 +236,7 @@ impl Service<Planned> for Forward {
                     request_id.as_ref().map(|id| &id.0),
                     body.take().unwrap_or_else(body::empty),
                 )?;
-                let rsp = this
-                    .send(&snapshot, &plan, upstream_req, trail.as_ref())
-                    .await?;
+                let rsp = this.send(&snapshot, &plan, upstream_req, trail).await?;
                 if let Some(budget) = budget
                     && rsp.status() == StatusCode::TOO_MANY_REQUESTS
                 {
@@ -232,7 +250,7 @@ impl Service<Planned> for Forward {
                 headers::downstream_response(&mut rparts.headers);
                 return Ok(Response::from_parts(rparts, body::boxed(rbody)));
             }
-        })
+        }
     }
 }
 
@@ -243,7 +261,7 @@ impl Forward {
         snapshot: &Snapshot,
         plan: &Plan,
         upstream_req: Request<Body>,
-        trail: Option<&Trail>,
+        trail: &mut Trail,
     ) -> Result<Response<hyper::body::Incoming>, GatewayError> {
         let timeout = snapshot.config.server.upstream_timeout;
         let start = Instant::now();
@@ -265,13 +283,8 @@ impl Forward {
             ))
             .increment(1);
         let rsp = result?;
-        if let Some(t) = trail {
-            let status = rsp.status().as_u16();
-            t.update(|t| {
-                t.upstream_status = Some(status);
-                t.upstream_latency = Some(elapsed);
-            });
-        }
+        trail.upstream_status = Some(rsp.status().as_u16());
+        trail.upstream_latency = Some(elapsed);
         Ok(rsp)
     }
 }

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use http::{Method, Request, Response, header};
 use tower::{Service, ServiceExt};
 
-use super::context::{Authed, Caller, Matched, Plan, Planned, RequestContext};
+use super::context::{Authed, Caller, Failure, Matched, Plan, Planned, RequestContext};
 use super::snapshot::Snapshot;
 use super::step::{Step, StepLayer};
 use crate::body::{self, Body, CollectError};
@@ -59,7 +59,7 @@ impl Default for PolicyLayer {
 
 impl<S> Step<S, Authed> for Policy
 where
-    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Clone + Send + 'static,
+    S: Service<Planned, Response = Response<Body>, Error = Failure> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     type Next = Planned;
@@ -68,14 +68,14 @@ where
         self,
         inner: S,
         req: Authed,
-    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static {
+    ) -> impl Future<Output = Result<Response<Body>, Failure>> + Send + 'static {
         apply(inner, req)
     }
 }
 
-async fn apply<S>(mut inner: S, authed: Authed) -> Result<Response<Body>, GatewayError>
+async fn apply<S>(mut inner: S, authed: Authed) -> Result<Response<Body>, Failure>
 where
-    S: Service<Planned, Response = Response<Body>, Error = GatewayError> + Clone + Send + 'static,
+    S: Service<Planned, Response = Response<Body>, Error = Failure> + Clone + Send + 'static,
     S::Future: Send + 'static,
 {
     let Authed {

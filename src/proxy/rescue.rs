@@ -1,5 +1,5 @@
-//! The rescue boundary: below it every layer returns `Result<Response, GatewayError>`; here
-//! an `Err` becomes its problem+json response (through [`GatewayError::into_response`], the
+//! The rescue boundary: below it every layer returns `Result<Response, Failure>`; here
+//! a [`Failure`] becomes its problem+json response (through [`GatewayError::into_response`], the
 //! one mapping). Above it the error type is `Infallible`.
 //!
 //! That holds for readiness too: an `Err` from the inner `poll_ready` is kept, readiness is
@@ -7,8 +7,8 @@
 //! service (which the error says may not be called). The server clones the stack for each
 //! request, so the failed instance serves exactly that one request.
 //!
-//! Layers below may ask for headers on whatever response comes out (the per-user
-//! `RateLimit` fields) through the [`ResponseHeaders`] put in the request here.
+//! A failure's headers (the per-user `RateLimit` fields, a cacheable rule's `Cache-Status`)
+//! are set on its response, and its trail becomes the response's, for the access log.
 //!
 //! An HTTP/1 request that declares a body and is answered before that body was read to its
 //! end (a 413 on its `Content-Length`, a 401, 403 or 404 made before the body mattered) gets
@@ -27,9 +27,8 @@ use futures_util::future::Either;
 use http::{HeaderValue, Request, Response, Version, header};
 use tower::{Layer, Service};
 
-use super::context::{HasRequest, RequestId, ResponseHeaders, context_mut};
+use super::context::{Failure, HasRequest, RequestId, context};
 use crate::body::{self, Body};
-use crate::error::GatewayError;
 
 #[derive(Debug, Clone, Default)]
 pub struct RescueLayer;
@@ -48,7 +47,7 @@ impl<S> Layer<S> for RescueLayer {
 pub struct Rescue<S> {
     inner: S,
     // The inner `poll_ready` error, answered by the next `call`.
-    not_ready: Option<GatewayError>,
+    not_ready: Option<Failure>,
 }
 
 // A clone has not been polled: it starts without a readiness error.
@@ -61,12 +60,12 @@ impl<S: Clone> Clone for Rescue<S> {
     }
 }
 
-type Failed = std::future::Ready<Result<Response<Body>, GatewayError>>;
+type Failed = std::future::Ready<Result<Response<Body>, Failure>>;
 
 impl<R, S> Service<R> for Rescue<S>
 where
     R: HasRequest,
-    S: Service<R, Response = Response<Body>, Error = GatewayError>,
+    S: Service<R, Response = Response<Body>, Error = Failure>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
@@ -88,10 +87,7 @@ where
 
     fn call(&mut self, mut req: R) -> Self::Future {
         let http = req.http_mut();
-        let ctx = context_mut(http);
-        let rid = ctx.request_id.clone();
-        let extra = ResponseHeaders::default();
-        ctx.response_headers = Some(extra.clone());
+        let rid = context(http).and_then(|c| c.request_id.clone());
         let drained = if declares_http1_body(http) {
             let b = std::mem::replace(http.body_mut(), body::empty());
             let (b, drained) = body::watched(b);
@@ -107,19 +103,18 @@ where
         Rescued {
             inner,
             rid,
-            extra,
             drained,
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The inner response, or its error as problem+json; then the recorded headers.
+    /// The inner response, or its failure as problem+json with the failure's headers and
+    /// trail.
     pub struct Rescued<F> {
         #[pin]
         inner: F,
         rid: Option<RequestId>,
-        extra: ResponseHeaders,
         // Set for an HTTP/1 request that declared a body: whether it was read to its end.
         drained: Option<Arc<AtomicBool>>,
     }
@@ -138,7 +133,7 @@ fn declares_http1_body<B>(req: &Request<B>) -> bool {
 
 impl<F> Future for Rescued<F>
 where
-    F: Future<Output = Result<Response<Body>, GatewayError>>,
+    F: Future<Output = Result<Response<Body>, Failure>>,
 {
     type Output = Result<Response<Body>, Infallible>;
 
@@ -146,9 +141,16 @@ where
         let this = self.project();
         let mut rsp = match std::task::ready!(this.inner.poll(cx)) {
             Ok(rsp) => rsp,
-            Err(e) => e.into_response(this.rid.as_ref().map_or("", RequestId::as_str)),
+            Err(f) => {
+                let (error, trail, headers) = f.into_parts();
+                let mut rsp = error.into_response(this.rid.as_ref().map_or("", RequestId::as_str));
+                for (name, value) in headers {
+                    rsp.headers_mut().insert(name, value);
+                }
+                rsp.extensions_mut().insert(trail);
+                rsp
+            }
         };
-        this.extra.apply(rsp.headers_mut());
         if this
             .drained
             .as_ref()
@@ -164,6 +166,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::GatewayError;
     use http::StatusCode;
     use std::future::poll_fn;
     use std::sync::atomic::AtomicUsize;
@@ -177,14 +180,16 @@ mod tests {
 
     impl Service<Request<Body>> for NotReadyOnce {
         type Response = Response<Body>;
-        type Error = GatewayError;
-        type Future = std::future::Ready<Result<Response<Body>, GatewayError>>;
+        type Error = Failure;
+        type Future = std::future::Ready<Result<Response<Body>, Failure>>;
 
-        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Failure>> {
             if self.failed.swap(true, Ordering::SeqCst) {
                 Poll::Ready(Ok(()))
             } else {
-                Poll::Ready(Err(GatewayError::UpstreamUnavailable("not ready".into())))
+                Poll::Ready(Err(
+                    GatewayError::UpstreamUnavailable("not ready".into()).into()
+                ))
             }
         }
 

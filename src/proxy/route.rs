@@ -16,11 +16,14 @@
 //!   it on what it answers; here `outseta-gateway; fwd=bypass` is registered as the default
 //!   for the rest (denials, limits and errors made before or below the cache).
 
+use std::sync::Arc;
+
 use futures_util::future::{self, Either, Ready};
 use http::{Request, Response, header};
 use tower::Service;
 
-use super::context::{Loaded, Matched, Routed, context, trail};
+use super::context::{Failure, Loaded, Matched, Routed, trail_of};
+use super::finish::{Finish, Finishing};
 use super::step::{Around, AroundLayer};
 use crate::body::{self, Body};
 use crate::error::GatewayError;
@@ -82,15 +85,6 @@ pub fn route(loaded: Loaded) -> Result<Routed, GatewayError> {
     let Some((rule, params)) = rules.find_shared(req.method(), &path) else {
         return Err(no_rule(&path));
     };
-    trail(&req, |t| t.rule = Some(rule.name.clone()));
-    if rule.cache_ttl(snapshot.config.cache.ttl).is_some()
-        && let Some(extra) = context(&req).and_then(|c| c.response_headers.as_ref())
-    {
-        extra.insert_default(
-            crate::cache::CACHE_STATUS,
-            crate::cache::status::bypass_value(),
-        );
-    }
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     req = req.map(|b| body::from_client(http_body_util::Limited::new(b, limit)));
     Ok(Routed {
@@ -107,15 +101,54 @@ pub fn route(loaded: Loaded) -> Result<Routed, GatewayError> {
 
 impl<S> Around<S, Loaded> for Route
 where
-    S: Service<Routed, Response = Response<Body>, Error = GatewayError>,
+    S: Service<Routed, Response = Response<Body>, Error = Failure>,
 {
     type Next = Routed;
-    type Future = Either<S::Future, Ready<Result<Response<Body>, GatewayError>>>;
+    type Future = Either<Finishing<S::Future, Ruled>, Ready<Result<Response<Body>, Failure>>>;
 
     fn around(&self, inner: &mut S, req: Loaded) -> Self::Future {
         match route(req) {
-            Ok(req) => Either::Left(inner.call(req)),
-            Err(e) => Either::Right(future::ready(Err(e))),
+            Ok(req) => {
+                let ruled = Ruled {
+                    rule: req.matched.rule.name.clone(),
+                    cacheable: req
+                        .matched
+                        .rule
+                        .cache_ttl(req.snapshot.config.cache.ttl)
+                        .is_some(),
+                };
+                Either::Left(Finishing::new(inner.call(req), ruled))
+            }
+            Err(e) => Either::Right(future::ready(Err(e.into()))),
         }
+    }
+}
+
+/// The matched rule on the way back: its name on the trail, and on a cacheable rule's answer
+/// a `Cache-Status` (`fwd=bypass`) when the cache did not give it one (an error from below).
+pub struct Ruled {
+    rule: Arc<str>,
+    cacheable: bool,
+}
+
+impl Finish<Failure> for Ruled {
+    fn finish(self, rsp: &mut Response<Body>) {
+        if self.cacheable && !rsp.headers().contains_key(crate::cache::CACHE_STATUS) {
+            rsp.headers_mut().insert(
+                crate::cache::CACHE_STATUS,
+                crate::cache::status::bypass_value(),
+            );
+        }
+        trail_of(rsp).rule = Some(self.rule);
+    }
+
+    fn fail(self, failure: &mut Failure) {
+        if self.cacheable {
+            failure.header(
+                crate::cache::CACHE_STATUS,
+                crate::cache::status::bypass_value(),
+            );
+        }
+        failure.trail_mut().rule = Some(self.rule);
     }
 }

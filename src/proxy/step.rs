@@ -26,8 +26,8 @@ use futures_util::future::BoxFuture;
 use http::Response;
 use tower::{Layer, Service};
 
+use super::context::Failure;
 use crate::body::Body;
-use crate::error::GatewayError;
 
 /// One layer's asynchronous work on a request of type `R`; `inner` (`S`) is the rest of the
 /// stack, which takes the step's [`Step::Next`], ready for one call.
@@ -37,7 +37,7 @@ pub trait Step<S, R>: Clone + Send + 'static {
         self,
         inner: S,
         req: R,
-    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + Send + 'static;
+    ) -> impl Future<Output = Result<Response<Body>, Failure>> + Send + 'static;
 }
 
 /// The `Layer` of any [`Step`].
@@ -64,13 +64,13 @@ pub struct StepService<T, S> {
 impl<R, T, S> Service<R> for StepService<T, S>
 where
     T: Step<S, R>,
-    S: Service<T::Next, Response = Response<Body>, Error = GatewayError> + Clone,
+    S: Service<T::Next, Response = Response<Body>, Error = Failure> + Clone,
 {
     type Response = Response<Body>;
-    type Error = GatewayError;
-    type Future = BoxFuture<'static, Result<Response<Body>, GatewayError>>;
+    type Error = Failure;
+    type Future = BoxFuture<'static, Result<Response<Body>, Failure>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), GatewayError>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Failure>> {
         self.inner.poll_ready(cx)
     }
 

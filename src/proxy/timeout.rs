@@ -14,7 +14,7 @@ use futures_util::future::Map;
 use http::Response;
 use tower::Service;
 
-use super::context::{Deadline, Routed, context_mut};
+use super::context::{Deadline, Failure, Routed, context_mut};
 use super::step::{Around, AroundLayer};
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -28,7 +28,7 @@ pub type RequestTimeoutLayer = AroundLayer<RequestTimeout>;
 
 impl<S> Around<S, Routed> for RequestTimeout
 where
-    S: Service<Routed, Response = Response<Body>, Error = GatewayError>,
+    S: Service<Routed, Response = Response<Body>, Error = Failure>,
 {
     type Next = Routed;
     type Future = Map<tokio::time::Timeout<S::Future>, Flatten>;
@@ -41,9 +41,9 @@ where
     }
 }
 
-type Outcome = Result<Response<Body>, GatewayError>;
+type Outcome = Result<Response<Body>, Failure>;
 type Flatten = fn(Result<Outcome, tokio::time::error::Elapsed>) -> Outcome;
 
 fn flatten(r: Result<Outcome, tokio::time::error::Elapsed>) -> Outcome {
-    r.unwrap_or(Err(GatewayError::UpstreamTimeout))
+    r.unwrap_or_else(|_| Err(GatewayError::UpstreamTimeout.into()))
 }

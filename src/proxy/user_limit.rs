@@ -9,17 +9,18 @@
 //!
 //! # Guarantees
 //! - Responses to authenticated requests, errors included, carry `RateLimit-Policy` and
-//!   `RateLimit` (set through [`ResponseHeaders`](super::context::ResponseHeaders), applied by the rescue boundary).
+//!   `RateLimit`, on the answer or, for an error, on the [`Failure`] (set by the rescue boundary).
 //! - Anonymous callers are limited by IP and get no `RateLimit` fields (a shared address
 //!   would make them meaningless).
 
 use std::sync::Arc;
 
 use futures_util::future::{self, Either, Ready};
-use http::Response;
+use http::{HeaderValue, Response};
 use tower::Service;
 
-use super::context::{Authed, context, user_key};
+use super::context::{Authed, Failure, context, user_key};
+use super::finish::{Finish, Finishing};
 use super::step::{Around, AroundLayer};
 use crate::body::Body;
 use crate::error::GatewayError;
@@ -43,26 +44,51 @@ impl UserLimitLayer {
 
 impl<S> Around<S, Authed> for UserLimit
 where
-    S: Service<Authed, Response = Response<Body>, Error = GatewayError>,
+    S: Service<Authed, Response = Response<Body>, Error = Failure>,
 {
     type Next = Authed;
-    type Future = Either<S::Future, Ready<Result<Response<Body>, GatewayError>>>;
+    type Future = Either<Finishing<S::Future, Headers>, Ready<Result<Response<Body>, Failure>>>;
 
     fn around(&self, inner: &mut S, req: Authed) -> Self::Future {
         let ctx = context(&req.req);
         let key = user_key(Some(&req.caller), ctx.and_then(|c| c.client.as_ref()));
         let outcome = self.limiter.check(&key);
-        if key.is_authenticated()
-            && let Some(extra) = ctx.and_then(|c| c.response_headers.as_ref())
-        {
-            extra.insert(RATELIMIT_POLICY.clone(), self.limiter.policy_header());
-            extra.insert(RATELIMIT.clone(), self.limiter.state_header(&outcome));
+        let headers = key.is_authenticated().then(|| Headers {
+            policy: self.limiter.policy_header(),
+            state: self.limiter.state_header(&outcome),
+        });
+        match (outcome, headers) {
+            (Ok(_), Some(h)) => Either::Left(Finishing::new(inner.call(req), h)),
+            (Ok(_), None) => Either::Left(Finishing::plain(inner.call(req))),
+            (Err(limited), headers) => {
+                let mut failure = Failure::from(GatewayError::RateLimited {
+                    retry_after: limited.retry_after,
+                });
+                if let Some(h) = headers {
+                    h.fail(&mut failure);
+                }
+                Either::Right(future::ready(Err(failure)))
+            }
         }
-        match outcome {
-            Ok(_) => Either::Left(inner.call(req)),
-            Err(limited) => Either::Right(future::ready(Err(GatewayError::RateLimited {
-                retry_after: limited.retry_after,
-            }))),
-        }
+    }
+}
+
+/// The `RateLimit-Policy` and `RateLimit` fields of an authenticated caller, set on whatever
+/// answer comes back (errors included).
+pub struct Headers {
+    policy: HeaderValue,
+    state: HeaderValue,
+}
+
+impl Finish<Failure> for Headers {
+    fn finish(self, rsp: &mut Response<Body>) {
+        let h = rsp.headers_mut();
+        h.insert(RATELIMIT_POLICY.clone(), self.policy);
+        h.insert(RATELIMIT.clone(), self.state);
+    }
+
+    fn fail(self, failure: &mut Failure) {
+        failure.header(RATELIMIT_POLICY.clone(), self.policy);
+        failure.header(RATELIMIT.clone(), self.state);
     }
 }
