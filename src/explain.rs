@@ -578,7 +578,11 @@ pub fn render_text(d: &Decision) -> String {
         );
     }
     if let Some(a) = &rule.query_allow {
-        let _ = writeln!(out, "query_allow: {}", a.join(", "));
+        if a.is_empty() {
+            let _ = writeln!(out, "query_allow: none (any query → 403)");
+        } else {
+            let _ = writeln!(out, "query_allow: {}", a.join(", "));
+        }
     }
     write_fields_policy(&mut out, rule);
     if !rule.body_drop.is_empty() {
