@@ -13,8 +13,8 @@
 //! # The budget
 //! - A call made with the API key takes one permit from the [`Budget`] right before it goes
 //!   upstream, and only then: `user`/`none` credentials never pay, and nothing above the
-//!   forwarder (cache hits, collapsed followers) reaches it. The wait is recorded in the
-//!   request's trail (`budget_wait`).
+//!   forwarder (cache hits, collapsed followers) reaches it. The wait goes on the answer's
+//!   trail, or the failure's (`budget_wait`), with Outseta's status and time.
 //! - No permit within `max_wait` (or what is left of the request's deadline):
 //!   [`GatewayError::UpstreamBusy`] with `Retry-After` — the cache's cue to serve stale.
 //! - Outseta answers 429 to an API-key call: the whole budget pauses for its `Retry-After`
