@@ -34,7 +34,7 @@ pub mod rules;
 pub mod ruletest;
 pub mod server;
 pub mod shutdown;
-pub mod simulator;
+pub mod simulate;
 pub mod telemetry;
 pub mod units;
 pub mod upstream;

@@ -7,9 +7,8 @@ use clap::Parser;
 use outseta_gateway::cli::{Cli, Command};
 use outseta_gateway::config::{Config, secrets};
 use outseta_gateway::explain::{self, ClaimsFrom};
-use outseta_gateway::simulator::{self, SimOptions};
 use outseta_gateway::telemetry::{self, LogFormat};
-use outseta_gateway::{Options, app, demo, ruletest, shutdown};
+use outseta_gateway::{Options, app, demo, ruletest, shutdown, simulate};
 
 /// mimalloc instead of glibc malloc: the request path makes a few dozen short-lived
 /// allocations per request (boxed layer futures, header maps, request extensions), and glibc's
@@ -120,7 +119,7 @@ fn main() -> ExitCode {
                 Ok(r) => r,
                 Err(code) => return code,
             };
-            match runtime.block_on(simulator::run(SimOptions::from(&a))) {
+            match runtime.block_on(simulate::run(simulate::options(&a))) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: simulator: {e}");

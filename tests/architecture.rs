@@ -8,6 +8,10 @@
 //! are not part of the architecture and are skipped; so are `src/lib.rs` (the crate root only
 //! declares and re-exports) and `src/main.rs` (a separate crate that sees the library from outside).
 //!
+//! The simulator crate (`crates/outseta-sim/src`) is read the same way: its top-level modules
+//! have no cycle either, it never names the gateway's crate, and in the gateway only `demo`
+//! and `simulate` use it (the workspace points one way: gateway → outseta-sim).
+//!
 //! The layers and the direction are described in `docs/architecture.md`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,6 +22,9 @@ use std::path::{Path, PathBuf};
 /// smallest module). This list may only shrink; the goal is an empty list.
 const KNOWN_TOP_LEVEL_CYCLES: &[&str] = &[];
 const KNOWN_PROXY_CYCLES: &[&str] = &[];
+
+/// The simulator crate's sources, relative to the workspace root.
+const SIMULATOR_SRC: &str = "crates/outseta-sim/src";
 
 /// One module's source, with comments, string literals and test-only modules blanked out
 /// (line breaks kept, so offsets still give line numbers).
@@ -65,6 +72,51 @@ fn proxy_submodules_have_no_cycles() {
     );
 }
 
+/// The simulator crate (`crates/outseta-sim`) follows the same rule between its own modules.
+#[test]
+fn simulator_modules_have_no_cycles() {
+    let crate_ = Crate::read_at(SIMULATOR_SRC);
+    assert!(
+        crate_.files.len() > 10,
+        "expected the simulator's sources under {SIMULATOR_SRC}"
+    );
+    let edges = crate_.edges_between(|m| m.first().cloned());
+    check("simulator module", &edges, &[], "(none allowed)");
+}
+
+/// The workspace points one way: gateway → outseta-sim. The simulator neither names the
+/// gateway's crate in its code nor depends on its package; in the gateway only `demo` and
+/// `simulate` (and the binary, which calls them) use the simulator.
+#[test]
+fn the_simulator_is_used_only_by_demo_and_simulate_and_uses_nothing_of_the_gateway() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = fs::read_to_string(root.join("crates/outseta-sim/Cargo.toml"))
+        .expect("the simulator's Cargo.toml");
+    assert!(
+        !manifest.contains("outseta-gateway"),
+        "crates/outseta-sim/Cargo.toml must not depend on the gateway"
+    );
+    let mut offenders = Vec::new();
+    for file in &Crate::read_at(SIMULATOR_SRC).files {
+        if file.code.contains("outseta_gateway") {
+            offenders.push(format!("{} names outseta_gateway", file.rel_path));
+        }
+    }
+    for file in &Crate::read().files {
+        let allowed = matches!(
+            file.module.first().map(String::as_str),
+            Some("demo" | "simulate")
+        );
+        if !allowed && file.code.contains("outseta_sim") {
+            offenders.push(format!(
+                "{} uses outseta_sim (only demo and simulate may)",
+                file.rel_path
+            ));
+        }
+    }
+    assert!(offenders.is_empty(), "{}", offenders.join("\n"));
+}
+
 /// The scanner itself: the forms the graphs are built from are all recognised.
 #[test]
 fn scanner_sees_every_reference_form() {
@@ -105,8 +157,14 @@ struct Crate {
 }
 
 impl Crate {
+    /// The gateway: `src/`.
     fn read() -> Crate {
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        Crate::read_at("src")
+    }
+
+    /// The crate whose sources are under `dir` (relative to the workspace root).
+    fn read_at(dir: &str) -> Crate {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
         let mut paths = Vec::new();
         walk(&src, &mut paths);
         paths.sort();
@@ -116,10 +174,11 @@ impl Crate {
         let mut root_reexports = BTreeMap::new();
         for path in &paths {
             let rel = path.strip_prefix(&src).expect("under src");
-            let rel_path = format!("src/{}", rel.to_string_lossy().replace('\\', "/"));
+            let rel_str = rel.to_string_lossy().replace('\\', "/");
+            let rel_path = format!("{dir}/{rel_str}");
             let text = fs::read_to_string(path).expect("readable source");
             let module = module_of(rel);
-            if rel_path == "src/main.rs" {
+            if rel_str == "main.rs" {
                 continue;
             }
             let code = strip(&text);
@@ -128,7 +187,7 @@ impl Crate {
                 m.push(child);
                 test_only.insert(m);
             }
-            if rel_path == "src/lib.rs" {
+            if rel_str == "lib.rs" {
                 for (name, from) in lib_reexports(&code) {
                     root_reexports.insert(name, from);
                 }

@@ -10,7 +10,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use outseta_gateway::simulator::{self, SeedUser, SimOptions};
+use outseta_sim::{SeedUser, SimOptions};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -42,28 +42,34 @@ impl Reply {
 }
 
 async fn start(opts: SimOptions) -> Sim {
-    let sim = simulator::bind(opts).await.expect("bind the simulator");
-    let base = sim.base_url();
-    let issuer = sim.issuer();
-    let audience = sim.audience();
-    let users = sim.users();
-    let tokens = users
-        .iter()
-        .map(|u| (u.email.clone(), sim.mint_token(&u.email).expect("mint")))
-        .collect();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(sim.serve(async move {
-        let _ = stopped.await;
-    }));
-    Sim {
-        base,
-        issuer,
-        audience,
-        users,
-        tokens,
-        client: Client::builder(TokioExecutor::new()).build_http(),
-        stop: Some(stop),
-        task: Some(task),
+    Sim::serving(outseta_sim::bind(opts).await.expect("bind the simulator"))
+}
+
+impl Sim {
+    /// Serves a bound simulator until [`Sim::shutdown`] or drop.
+    fn serving(sim: outseta_sim::Simulator) -> Sim {
+        let base = sim.base_url();
+        let issuer = sim.issuer();
+        let audience = sim.audience();
+        let users = sim.users();
+        let tokens = users
+            .iter()
+            .map(|u| (u.email.clone(), sim.mint_token(&u.email).expect("mint")))
+            .collect();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(sim.serve(async move {
+            let _ = stopped.await;
+        }));
+        Sim {
+            base,
+            issuer,
+            audience,
+            users,
+            tokens,
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            stop: Some(stop),
+            task: Some(task),
+        }
     }
 }
 
@@ -194,6 +200,25 @@ impl Sim {
 
 fn items(v: &Value) -> &Vec<Value> {
     v["items"].as_array().expect("items array")
+}
+
+/// The JWKS document is one the gateway's own parser takes, found by `kid` and by `x5t`
+/// (a unit test of the simulator's key module before the simulator became its own crate).
+#[tokio::test]
+async fn the_gateways_jwks_parser_accepts_the_document() {
+    let sim = outseta_sim::bind(SimOptions::default())
+        .await
+        .expect("bind the simulator");
+    let kid = sim.kid();
+    let sim = Sim::serving(sim);
+    let reply = sim.get("/.well-known/jwks", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let set =
+        outseta_gateway::auth::jwks::KeySet::parse(&reply.body).expect("the gateway parses it");
+    assert_eq!(set.len(), 1);
+    assert!(set.find(Some(&kid), None).is_some());
+    assert!(set.find(None, Some(&kid)).is_some());
+    sim.shutdown().await;
 }
 
 #[tokio::test]

@@ -26,13 +26,13 @@ use http::Uri;
 use http_body_util::Empty;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use outseta_sim::{SeedUser, SimOptions, Simulator};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::app::{self, Options, StartError};
 use crate::config::secrets::ApiCredential;
 use crate::config::{Config, ConfigError};
-use crate::simulator::{self, SeedUser, SimOptions, Simulator};
 
 pub use banner::{Command, banner, commands};
 
@@ -186,7 +186,7 @@ impl Drop for Demo {
 /// and waits until the gateway is ready (its JWKS fetched).
 pub async fn start(mut config: Config, listen: Listen) -> Result<Demo, DemoError> {
     let secret = uuid::Uuid::new_v4().simple().to_string();
-    let sim = simulator::bind(SimOptions {
+    let sim = outseta_sim::bind(SimOptions {
         api_key: API_KEY.into(),
         api_secret: secret.clone(),
         ..SimOptions::default()

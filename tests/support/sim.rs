@@ -1,7 +1,7 @@
 //! The built-in Outseta simulator in-process, as the upstream of a gateway under test, and
 //! what its `/__sim/stats` tells about the rate a gateway sent at.
 
-use outseta_gateway::simulator::{self, SimOptions};
+use outseta_sim::SimOptions;
 use serde_json::Value;
 
 use super::gateway::{API_KEY, API_SECRET, AUDIENCE, ISSUER};
@@ -15,7 +15,7 @@ impl Sim {
     /// The simulator with its per-API-key limit at `rate`/s (burst `rate`), accepting the
     /// test API key.
     pub async fn start(rate: u32) -> Self {
-        let sim = simulator::bind(SimOptions {
+        let sim = outseta_sim::bind(SimOptions {
             rate,
             api_key: API_KEY.into(),
             api_secret: API_SECRET.into(),

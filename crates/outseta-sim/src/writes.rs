@@ -348,7 +348,7 @@ pub fn client_response(store: &mut Store, case_uid: &str, comment: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::seed;
+    use crate::seed;
     use serde_json::json;
 
     #[test]

@@ -1,5 +1,5 @@
 use super::*;
-use crate::simulator::seed;
+use crate::seed;
 
 fn q(raw: &str, kind: Kind) -> ListQuery {
     ListQuery::parse(&Params::parse(Some(raw)), kind).unwrap()

@@ -21,11 +21,12 @@ use super::respond;
 use super::routes::{self, Access, Resolved};
 use super::stats::method_label;
 use crate::body::{self, Body, CollectError};
+use hyper::body::Incoming;
 
 /// Largest request body read.
 pub const MAX_BODY: usize = 1 << 20;
 
-pub async fn handle(state: Arc<State>, req: Request<Body>) -> Response<Body> {
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
     if req.uri().path().starts_with("/__sim/") {
         return control(&state, req.method(), req.uri().path());
     }
@@ -48,7 +49,7 @@ fn control(state: &State, method: &Method, path: &str) -> Response<Body> {
     }
 }
 
-async fn process(state: &State, req: Request<Body>) -> (Response<Body>, String) {
+async fn process(state: &State, req: Request<Incoming>) -> (Response<Body>, String) {
     let m = method_label(req.method().as_str());
     let path = req.uri().path().to_owned();
     match routes::resolve(req.method().as_str(), &path) {
@@ -90,7 +91,7 @@ async fn endpoint(
     state: &State,
     route: &'static routes::Route,
     captures: &[String],
-    req: Request<Body>,
+    req: Request<Incoming>,
 ) -> Response<Body> {
     let cred = auth::parse(req.headers(), &state.api);
     if let Credential::ApiKey { key, valid: true } = &cred {

@@ -1,6 +1,6 @@
-//! The Outseta simulator (docs/behaviour.md, "Simulator"): a local stand-in for one Outseta domain, for demos, SPA
-//! development and tests. `outseta-gateway simulate` runs it alone; tests and `demo` use
-//! [`bind`] and [`Simulator::serve`].
+//! The Outseta simulator (the gateway's docs/behaviour.md, "Simulator"): a local stand-in for
+//! one Outseta domain, for demos, SPA development and tests. `outseta-gateway simulate` runs
+//! it alone; tests and `outseta-gateway demo` use [`bind`] and [`Simulator::serve`].
 //!
 //! What it serves (all JSON, Outseta's shapes, seeded data from [`seed`]):
 //!
@@ -22,7 +22,8 @@
 //! - Requests with the valid API key are limited to `rate`/s (burst `rate`) and answered 429
 //!   beyond it, without `Retry-After` (Outseta documents none).
 //! - Writes change the in-memory data; the data set is bounded (see the `store` module).
-//! - The gateway never imports this module.
+//! - This crate does not depend on the gateway; the gateway uses it only for its `demo` and
+//!   `simulate` commands (and its tests).
 //!
 //! # Choices where Outseta's behaviour is undocumented
 //! - 401 bodies are ASP.NET's `{"Message": "Authorization has been denied for this request."}`
@@ -39,7 +40,13 @@
 //!   the person's first account.
 //! - Paths match case-insensitively with an optional trailing `/`, as ASP.NET routes.
 
+#![cfg_attr(
+    not(test),
+    warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 mod auth;
+mod body;
 mod handlers;
 mod keys;
 mod limit;
@@ -48,15 +55,14 @@ mod query;
 mod render;
 mod respond;
 mod routes;
-mod run;
 pub mod seed;
+mod server;
 mod service;
 mod stats;
 mod store;
 mod tokens;
 mod writes;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -72,7 +78,6 @@ use self::model::Kind;
 use self::stats::Stats;
 use self::store::Store;
 
-pub use self::run::{banner, run};
 pub use self::tokens::LIFETIME_SECS as TOKEN_LIFETIME_SECS;
 
 /// How to run the simulator.
@@ -160,7 +165,7 @@ pub struct Simulator {
 
 /// Binds the listener, generates the signing key and seeds the data.
 pub async fn bind(opts: SimOptions) -> io::Result<Simulator> {
-    let listener = crate::server::listen(opts.listen)?;
+    let listener = server::listen(opts.listen)?;
     let addr = listener.local_addr()?;
     let signer = tokio::task::spawn_blocking(Signer::generate)
         .await
@@ -260,16 +265,21 @@ impl Simulator {
     /// Serves until `shutdown` resolves, then drains in-flight requests for up to 5 s.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         let state = self.state;
-        let svc = tower::service_fn(move |req| {
-            let state = state.clone();
-            async move { Ok::<_, Infallible>(service::handle(state, req).await) }
-        });
-        let limits = crate::server::Limits {
+        let handle =
+            move |req: http::Request<hyper::body::Incoming>| service::handle(state.clone(), req);
+        let limits = server::Limits {
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(120),
         };
-        crate::server::serve(self.listener, svc, limits, shutdown, Duration::from_secs(5)).await;
+        server::serve(
+            self.listener,
+            handle,
+            limits,
+            shutdown,
+            Duration::from_secs(5),
+        )
+        .await;
     }
 }

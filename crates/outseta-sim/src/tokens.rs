@@ -195,7 +195,7 @@ pub fn grant(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::seed;
+    use crate::seed;
 
     #[test]
     fn claims_match_outseta() {

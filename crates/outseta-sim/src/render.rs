@@ -66,7 +66,7 @@ fn render_inner(store: &Store, e: &Entity, fields: &Fields) -> Map<String, Value
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simulator::seed;
+    use crate::seed;
     use serde_json::json;
 
     fn alice(store: &Store) -> &Entity {

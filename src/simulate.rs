@@ -1,22 +1,25 @@
-//! `outseta-gateway simulate`: bind, print what a developer needs to point a gateway or an
-//! SPA at the simulator, serve until SIGINT/SIGTERM.
+//! `outseta-gateway simulate`: bind the simulator (the `outseta-sim` crate), print what a
+//! developer needs to point a gateway or an SPA at it, serve until SIGINT/SIGTERM.
+//!
+//! The command-line wiring lives here, on the gateway's side: the simulator crate knows
+//! nothing of the gateway's CLI or signal handling.
 
 use std::fmt::Write as _;
 use std::io;
 
-use super::{SimOptions, Simulator, bind};
+use outseta_sim::{SimOptions, Simulator, bind};
+
 use crate::cli::SimulateArgs;
 
-impl From<&SimulateArgs> for SimOptions {
-    fn from(a: &SimulateArgs) -> Self {
-        Self {
-            listen: a.listen,
-            rate: a.rate,
-            latency: a.latency,
-            api_key: a.api_key.clone(),
-            api_secret: a.api_secret.clone(),
-            host: a.host.clone(),
-        }
+/// The simulator's options from `simulate`'s arguments.
+pub fn options(a: &SimulateArgs) -> SimOptions {
+    SimOptions {
+        listen: a.listen,
+        rate: a.rate,
+        latency: a.latency,
+        api_key: a.api_key.clone(),
+        api_secret: a.api_secret.clone(),
+        host: a.host.clone(),
     }
 }
 
