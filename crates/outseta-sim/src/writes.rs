@@ -287,21 +287,26 @@ pub fn create_case(store: &mut Store, body: &Map<String, Value>) -> Result<Strin
         return Err(WriteError::Invalid(Box::new(case), errors));
     }
     let Some(uid) = store.next_created_uid(Kind::Case) else {
-        return Err(WriteError::Invalid(
-            Box::new(case),
-            vec![FieldError::new(
-                "Uid",
-                format!(
-                    "The simulator stores at most {} created entities.",
-                    store::MAX_CREATED
-                ),
-            )],
-        ));
+        return Err(store_full(case));
     };
     case.uid = uid.clone();
     case.values.insert("Uid", Value::String(uid.clone()));
     store.insert(case);
     Ok(uid)
+}
+
+/// The refusal of a create once the store holds [`store::MAX_CREATED`] created entities.
+fn store_full(shown: Entity) -> WriteError {
+    WriteError::Invalid(
+        Box::new(shown),
+        vec![FieldError::new(
+            "Uid",
+            format!(
+                "The simulator stores at most {} created entities.",
+                store::MAX_CREATED
+            ),
+        )],
+    )
 }
 
 /// The case's opener replies (Outseta's `POST …/clientresponse/{comment}`): a `CaseHistory`
@@ -319,16 +324,7 @@ pub fn client_response(store: &mut Store, case_uid: &str, comment: &str) -> Resu
     }
     let now = store::now();
     let Some(uid) = store.next_created_uid(Kind::CaseHistory) else {
-        return Err(WriteError::Invalid(
-            Box::new(case),
-            vec![FieldError::new(
-                "Uid",
-                format!(
-                    "The simulator stores at most {} created entities.",
-                    store::MAX_CREATED
-                ),
-            )],
-        ));
+        return Err(store_full(case));
     };
     let history = Entity::new(Kind::CaseHistory, &uid, &now)
         .with_one("Case", Some(case_uid))
