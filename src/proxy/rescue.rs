@@ -1,5 +1,5 @@
 //! The rescue boundary: below it every layer returns `Result<Response, Failure>`; here
-//! a [`Failure`] becomes its problem+json response (through [`GatewayError::into_response`], the
+//! a [`Failure`] becomes its problem+json response (through [`GatewayError::into_response`](crate::error::GatewayError::into_response), the
 //! one mapping). Above it the error type is `Infallible`.
 //!
 //! That holds for readiness too: an `Err` from the inner `poll_ready` is kept, readiness is
