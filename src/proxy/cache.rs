@@ -161,7 +161,7 @@ where
                 if e.may_refresh(now)
                     && let Some(leader) = ctx.cache.locks().try_lead(key.as_str())
                 {
-                    spawn_refresh(ctx.background(), inner, req, leader, key, e.clone());
+                    spawn_refresh(ctx.clone(), inner, req, leader, key, e.clone());
                 }
                 return Ok(ctx.serve_stale(&e, StaleReason::Revalidating));
             }
@@ -186,11 +186,6 @@ struct Ctx {
 }
 
 impl Ctx {
-    /// For a background refresh.
-    fn background(&self) -> Self {
-        self.clone()
-    }
-
     fn record(&self, status: CacheStatus, rsp: Response<Body>) -> Response<Body> {
         record(status, &self.rule_name, rsp)
     }
